@@ -1,0 +1,189 @@
+# svc — top-level build.  GNU make, out of tree into $(BUILD).
+#
+#   make            build everything into build/ (bin/, lib/)
+#   make run        install missing packages, build, start registryd + 3 greeters
+#   make test       install missing packages, build, run every suite (also under ASan+UBSan)
+#   make fuzz       run the libFuzzer targets (FUZZ_SECONDS each, default 60)
+#   make bench      run the benchmarks, print a table, write build/bench/results.jsonl
+#   make install    install into $(DESTDIR)$(PREFIX)
+#   make clean
+#
+# Variables: BUILD (output dir), SANITIZE=1 (ASan+UBSan build), CC, CFLAGS, PREFIX, DESTDIR.
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+CC       ?= cc
+PYTHON   ?= /usr/bin/python3
+PROTOC_C ?= protoc-c
+
+PKGS     := libzmq libprotobuf-c jansson libsystemd libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+OPT      ?= -O2 -g
+CFLAGS   ?=
+ALL_CFLAGS = -std=gnu11 $(OPT) $(WARN) -fPIC -D_GNU_SOURCE $(SAN_FLAGS) \
+             -Ilibsvc -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS  ?=
+
+ifeq ($(SANITIZE),1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT       := -O1 -g
+endif
+
+GEN      := $(BUILD)/gen
+OBJ      := $(BUILD)/obj
+BIN      := $(BUILD)/bin
+LIB      := $(BUILD)/lib
+
+# --- generated protobuf-c code -------------------------------------------
+PROTOS      := $(wildcard proto/*.proto)
+PROTO_C     := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
+PROTO_H     := $(PROTO_C:.c=.h)
+GREETER_PB  := $(GEN)/greeter.pb-c.c
+TEST_PROTOS := $(wildcard tests/unit/*.proto)
+TEST_PB_C   := $(patsubst tests/unit/%.proto,$(GEN)/%.pb-c.c,$(TEST_PROTOS))
+TEST_PB_OBJ := $(patsubst $(GEN)/%.c,$(OBJ)/gen/%.o,$(TEST_PB_C))
+
+
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
+	@mkdir -p $(GEN)
+	$(PROTOC_C) -Iproto --c_out=$(GEN) $<
+
+$(GEN)/greeter.pb-c.c $(GEN)/greeter.pb-c.h: examples/greeter/greeter.proto
+	@mkdir -p $(GEN)
+	$(PROTOC_C) -Iexamples/greeter --c_out=$(GEN) $<
+
+# --- objects ---------------------------------------------------------------
+$(OBJ)/%.o: %.c | $(PROTO_H) $(GEN)/greeter.pb-c.h $(TEST_PB_C:.c=.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(OBJ)/gen/%.o: $(GEN)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Wmissing-prototypes -Wshadow,$(ALL_CFLAGS)) -c -o $@ $<
+
+objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
+
+# --- libsvc ----------------------------------------------------------------
+LIBSVC_SRC  := $(wildcard libsvc/*.c)
+LIBSVC_OBJ  := $(call objs,$(LIBSVC_SRC)) $(patsubst $(GEN)/%.c,$(OBJ)/gen/%.o,$(PROTO_C))
+
+$(LIB)/libsvc.a: $(LIBSVC_OBJ)
+	@mkdir -p $(LIB)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB)/libsvc.so: $(LIBSVC_OBJ)
+	@mkdir -p $(LIB)
+	$(CC) -shared -Wl,-soname,libsvc.so.0 $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+LIBSVC := $(LIB)/libsvc.a
+link = $(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# --- programs --------------------------------------------------------------
+REGISTRYD_OBJ := $(call objs,$(wildcard registryd/*.c))
+SVCCTL_OBJ    := $(call objs,$(wildcard svcctl/*.c))
+GREETER_GEN   := $(OBJ)/gen/greeter.pb-c.o
+
+$(BIN)/registryd: $(REGISTRYD_OBJ) $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+$(BIN)/svcctl: $(SVCCTL_OBJ) $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+$(BIN)/greeter: $(OBJ)/examples/greeter/server.o $(GREETER_GEN) $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+$(BIN)/greeter-client: $(OBJ)/examples/greeter/client.o $(GREETER_GEN) $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+$(BIN)/svc-testsvc: $(OBJ)/tests/testsvc.o $(GREETER_GEN) $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+$(BIN)/svc-bench: $(call objs,$(wildcard bench/*.c)) $(GREETER_GEN) $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+
+PROGRAMS := $(BIN)/registryd $(BIN)/svcctl $(BIN)/greeter $(BIN)/greeter-client
+TEST_PROGRAMS := $(BIN)/svc-testsvc
+
+# --- unit tests ------------------------------------------------------------
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/tests/unit/testlib.o $(TEST_PB_OBJ) $(LIBSVC)
+	@mkdir -p $(dir $@)
+	$(link)
+
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: tests/unit/%.proto
+	@mkdir -p $(GEN)
+	$(PROTOC_C) -Itests/unit --c_out=$(GEN) $<
+
+# --- top-level targets -----------------------------------------------------
+.PHONY: all deps run test unit fuzz bench install clean asan check-fresh
+.DEFAULT_GOAL := all
+
+all: $(LIB)/libsvc.a $(LIB)/libsvc.so $(PROGRAMS) $(TEST_PROGRAMS) $(UNIT_BIN) $(BIN)/svc-bench
+
+deps:
+	@deploy/install-deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@exec deploy/run-local.sh $(BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 all
+	@$(MAKE) --no-print-directory fuzz-build
+	@tests/run.sh
+
+unit: all
+	@tests/run-unit.sh $(BUILD)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 all
+
+# --- fuzzing (clang + libFuzzer) -------------------------------------------
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build/fuzz
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRC))
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+                -Ilibsvc -I$(FUZZ_DIR)/gen $(PKG_CFLAGS)
+
+$(FUZZ_DIR)/%: tests/fuzz/%.c $(LIBSVC_SRC) $(wildcard libsvc/*.h libsvc/svc/*.h) $(TEST_PROTOS) $(PROTOS)
+	@mkdir -p $(FUZZ_DIR)/gen
+	$(PROTOC_C) -Iproto --c_out=$(FUZZ_DIR)/gen $(PROTOS)
+	$(PROTOC_C) -Itests/unit --c_out=$(FUZZ_DIR)/gen $(TEST_PROTOS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIBSVC_SRC) $(FUZZ_DIR)/gen/*.pb-c.c $(PKG_LIBS)
+
+.PHONY: fuzz-build
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: deps fuzz-build
+	@for f in $(FUZZ_BIN); do \
+	  n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus/$$n tests/fuzz/corpus/$$n 2>&1 | tail -3 || exit 1; \
+	done
+
+# --- benchmarks ------------------------------------------------------------
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh $(BUILD)
+
+# --- install ---------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/svc
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB)/libsvc.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB)/libsvc.so $(DESTDIR)$(PREFIX)/lib/libsvc.so.0
+	ln -sf libsvc.so.0 $(DESTDIR)$(PREFIX)/lib/libsvc.so
+	install -m 644 libsvc/svc/*.h $(PROTO_H) $(DESTDIR)$(PREFIX)/include/svc/
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,55 @@
+#!/bin/sh
+# Installs the Debian packages svc needs to build, test and benchmark,
+# only those that are missing. Safe to run again; does nothing when all
+# are present. Needs root (or sudo) only when something is missing.
+#
+# Usage: deploy/install-deps.sh [--print]
+#   --print   list the packages and exit, installing nothing
+set -eu
+
+PACKAGES="
+build-essential
+pkg-config
+libev-dev
+libzmq3-dev
+libprotobuf-c-dev
+protobuf-c-compiler
+libjansson-dev
+liblmdb-dev
+libsystemd-dev
+libssl-dev
+clang
+libclang-rt-14-dev
+llvm
+python3
+python3-zmq
+"
+
+if [ "${1:-}" = "--print" ]; then
+    echo $PACKAGES
+    exit 0
+fi
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=sudo
+    else
+        echo "install-deps: not root and no sudo; install these packages:$missing" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >&2
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing >&2

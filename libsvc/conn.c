@@ -1,0 +1,159 @@
+/* libsvc/conn.c — a monitored DEALER connection.  See conn.h. */
+#include "conn.h"
+#include "clock.h"
+#include "zctx.h"
+#include "svc/error.h"
+#include "svc/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+svc__conn *svc__conn_new(const char *address)
+{
+    static unsigned long s_seq;
+    if (!svc__address_valid(address)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    svc__conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->address = strdup(address);
+    c->sock = svc__socket(ZMQ_DEALER);
+    if (!c->address || !c->sock)
+        goto out_destroy;
+
+    int one = 1;
+    int64_t maxmsg = SVC_WIRE_MAX_BODY + SVC_WIRE_MAX_HEADER + 64;
+    zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof one);
+    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://svc-conn-mon-%p-%lu", (void *)c,
+             __atomic_add_fetch(&s_seq, 1, __ATOMIC_RELAXED));
+    int events = ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |
+                 ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor(c->sock, mon, events) < 0)
+        goto out_destroy;
+    c->mon = svc__socket(ZMQ_PAIR);
+    if (!c->mon || zmq_connect(c->mon, mon) < 0)
+        goto out_destroy;
+    if (zmq_connect(c->sock, address) < 0)
+        goto out_destroy;
+    return c;
+
+out_destroy:;
+    int e = errno;
+    svc__conn_destroy(&c);
+    errno = e;
+    return NULL;
+}
+
+void svc__conn_destroy(svc__conn **cp)
+{
+    svc__conn *c = *cp;
+    if (!c)
+        return;
+    if (c->sock)
+        zmq_socket_monitor(c->sock, NULL, 0);
+    svc__socket_close(&c->mon);
+    svc__socket_close(&c->sock);
+    free(c->address);
+    free(c);
+    *cp = NULL;
+}
+
+/* Reads every pending monitor event and updates c->up / c->lost. */
+static void s_read_events(svc__conn *c)
+{
+    for (;;) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&f);
+            return;
+        }
+        uint16_t ev = 0;
+        if (zmq_msg_size(&f) >= 2)
+            memcpy(&ev, zmq_msg_data(&f), 2);
+        bool more = zmq_msg_more(&f);
+        zmq_msg_close(&f);
+        while (more) {
+            zmq_msg_init(&f);
+            if (zmq_msg_recv(&f, c->mon, 0) < 0) {
+                zmq_msg_close(&f);
+                return;
+            }
+            more = zmq_msg_more(&f);
+            zmq_msg_close(&f);
+        }
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            c->up = true;
+        } else {
+            c->up = false;
+            c->lost = true;
+            svc_debug("connection event\taddress=%s event=%u", c->address, ev);
+        }
+    }
+}
+
+/* Milliseconds from now to deadline, clamped to [0, INT_MAX/2]; -1 for none. */
+static long s_wait(int64_t deadline_ms)
+{
+    if (deadline_ms < 0)
+        return -1;
+    int64_t left = deadline_ms - svc__now_ms();
+    return left < 0 ? 0 : left > 1 << 30 ? 1 << 30 : (long)left;
+}
+
+int svc__conn_ready(svc__conn *c, int64_t deadline_ms)
+{
+    int64_t connect_by = svc__now_ms() + SVC_CONNECT_TIMEOUT_MS;
+    bool by_deadline = deadline_ms > 0 && deadline_ms < connect_by;
+    int64_t until = by_deadline ? deadline_ms : connect_by;
+    for (;;) {
+        s_read_events(c);
+        if (c->lost)
+            return SVC_EUNREACHABLE;
+        zmq_pollitem_t items[] = { { c->sock, 0, ZMQ_POLLOUT, 0 }, { c->mon, 0, ZMQ_POLLIN, 0 } };
+        long wait = s_wait(until);
+        int n = zmq_poll(items, 2, wait);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0 && (items[0].revents & ZMQ_POLLOUT)) {
+            s_read_events(c);
+            return c->lost ? SVC_EUNREACHABLE : 0;
+        }
+        if (n == 0 && svc__now_ms() >= until)
+            return by_deadline ? SVC_ETIMEOUT : SVC_EUNREACHABLE;
+    }
+}
+
+int svc__conn_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, size_t errlen)
+{
+    for (;;) {
+        int rc = svc__msg_recv(c->sock, m, ZMQ_DONTWAIT, false, err, errlen);
+        if (rc == 0)
+            return 0;
+        if (rc == SVC_EPROTO) {
+            svc__msg_close(m);
+            return rc;
+        }
+        if (rc != -EAGAIN)
+            return rc;
+        s_read_events(c);
+        if (c->lost)
+            return SVC_EUNREACHABLE;
+        zmq_pollitem_t items[] = { { c->sock, 0, ZMQ_POLLIN, 0 }, { c->mon, 0, ZMQ_POLLIN, 0 } };
+        long wait = s_wait(deadline_ms);
+        int n = zmq_poll(items, 2, wait);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n == 0 && deadline_ms >= 0 && svc__now_ms() >= deadline_ms)
+            return SVC_ETIMEOUT;
+    }
+}

@@ -1,0 +1,50 @@
+/*
+ * libsvc/conn.h — one client connection to one node (internal).
+ *
+ * A DEALER socket connected to the node's address with ZMQ_IMMEDIATE, so
+ * nothing is queued for a node that is not there, plus a socket monitor so
+ * that a refused connection or a dropped one is known at once instead of at
+ * the deadline.  Used by one thread at a time.
+ */
+#ifndef SVC__CONN_H
+#define SVC__CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+/* Longest wait for a connection to come up before the node counts as unreachable. */
+#define SVC_CONNECT_TIMEOUT_MS 1000
+
+typedef struct svc__conn {
+    char *address;           /* node address, owned */
+    void *sock;              /* DEALER */
+    void *mon;               /* PAIR receiving the DEALER's monitor events */
+    bool up;                 /* handshake done and not disconnected since */
+    bool lost;               /* refused or disconnected: do not use again */
+    struct svc__conn *next;  /* client's list */
+} svc__conn;
+
+/* Connects to address.  NULL with errno set if sockets cannot be made or address is invalid. */
+svc__conn *svc__conn_new(const char *address);
+
+void svc__conn_destroy(svc__conn **c);
+
+/*
+ * Waits until the connection can take a message, at most until deadline_ms
+ * (monotonic; 0 = SVC_CONNECT_TIMEOUT_MS from now).  Returns 0,
+ * SVC_EUNREACHABLE if the node refused or dropped the connection or did not
+ * answer within SVC_CONNECT_TIMEOUT_MS, SVC_ETIMEOUT if deadline_ms passed first.
+ */
+int svc__conn_ready(svc__conn *c, int64_t deadline_ms);
+
+/*
+ * Receives the next message, waiting until deadline_ms (monotonic, -1 =
+ * forever).  Returns 0 with *m filled (close it), SVC_ETIMEOUT,
+ * SVC_EUNREACHABLE when the connection dropped, SVC_EPROTO for a malformed
+ * message (already closed; err says why).
+ */
+int svc__conn_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, size_t errlen);
+
+#endif

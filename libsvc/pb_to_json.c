@@ -1,0 +1,410 @@
+/*
+ * libsvc/pb_to_json.c — any protobuf-c message -> JSON text (svc_pb_to_json).
+ * The mapping is described in svc/codec.h.
+ *
+ * The text is written directly rather than through a jansson tree: numbers
+ * need the shortest form that reads back exactly, which jansson's fixed
+ * %.17g does not give, and strings from the wire need ill-formed UTF-8
+ * replaced rather than refused.
+ */
+#include "pbfield.h"
+#include "svc/codec.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Growing output text; after a failed allocation every write is a no-op. */
+typedef struct s_out {
+    char *p;    /* the text, NUL-terminated while !oom */
+    size_t len; /* bytes written, without the NUL */
+    size_t cap; /* bytes allocated */
+    bool oom;   /* an allocation failed; the text is incomplete */
+} s_out;
+
+static bool s_reserve(s_out *o, size_t n)
+{
+    if (o->oom)
+        return false;
+    if (o->cap - o->len > n)
+        return true;
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap - o->len <= n) {
+        if (cap > SIZE_MAX / 2) {
+            o->oom = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(o->p, cap);
+    if (!p) {
+        o->oom = true;
+        return false;
+    }
+    o->p = p;
+    o->cap = cap;
+    return true;
+}
+
+static void s_put(s_out *o, const char *s, size_t n)
+{
+    if (!s_reserve(o, n))
+        return;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+static void s_puts(s_out *o, const char *s)
+{
+    s_put(o, s, strlen(s));
+}
+
+static void s_putc(s_out *o, char c)
+{
+    s_put(o, &c, 1);
+}
+
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 if ill-formed. */
+static size_t s_utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2;
+        cp = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3;
+        cp = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* Writes s as a JSON string; ill-formed UTF-8 becomes U+FFFD. */
+static void s_put_string(s_out *o, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)(str ? str : "");
+    size_t n = strlen((const char *)s);
+    s_putc(o, '"');
+    while (n > 0) {
+        size_t run = 0;
+        while (run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
+            run++;
+        s_put(o, (const char *)s, run);
+        s += run;
+        n -= run;
+        if (n == 0)
+            break;
+        unsigned char c = *s;
+        size_t adv = 1;
+        char esc[8];
+        if (c == '"') {
+            s_puts(o, "\\\"");
+        } else if (c == '\\') {
+            s_puts(o, "\\\\");
+        } else if (c == '\n') {
+            s_puts(o, "\\n");
+        } else if (c == '\t') {
+            s_puts(o, "\\t");
+        } else if (c == '\r') {
+            s_puts(o, "\\r");
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            s_puts(o, esc);
+        } else if ((adv = s_utf8_len(s, n)) == 0) {
+            s_puts(o, "\xef\xbf\xbd");
+            adv = 1;
+        } else {
+            s_put(o, (const char *)s, adv);
+        }
+        s += adv;
+        n -= adv;
+    }
+    s_putc(o, '"');
+}
+
+/*
+ * Writes a finite number in the shortest %g form that reads back as x
+ * (as float when is_float), with '.' whatever the locale.  -0 is "-0.0"
+ * so that it does not read back as the integer 0.
+ */
+static void s_put_real(s_out *o, double x, bool is_float)
+{
+    char buf[40];
+    if (isnan(x)) {
+        s_puts(o, "\"NaN\"");
+        return;
+    }
+    if (isinf(x)) {
+        s_puts(o, x > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+        return;
+    }
+    if (x == 0) {
+        s_puts(o, signbit(x) ? "-0.0" : "0");
+        return;
+    }
+    bool exact = false;
+    for (int prec = is_float ? 6 : 15; prec <= (is_float ? 9 : 17) && !exact; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, x);
+        double y = strtod(buf, NULL);
+        exact = is_float ? (float)y == (float)x : y == x;
+    }
+    if (!exact) /* float text that reads back differently as double then float */
+        snprintf(buf, sizeof buf, "%.17g", x);
+    for (char *c = buf; *c; c++)
+        if (*c == ',')
+            *c = '.';
+    s_puts(o, buf);
+}
+
+static void s_put_base64(s_out *o, const ProtobufCBinaryData *b)
+{
+    const size_t chunk = 3 * 4096;
+    s_putc(o, '"');
+    for (size_t i = 0; i < b->len; i += chunk) {
+        size_t n = b->len - i < chunk ? b->len - i : chunk;
+        if (!s_reserve(o, (n + 2) / 3 * 4 + 1))
+            return;
+        int w = EVP_EncodeBlock((unsigned char *)o->p + o->len, b->data + i, (int)n);
+        o->len += (size_t)w;
+    }
+    s_putc(o, '"');
+}
+
+static void s_put_message(s_out *o, const ProtobufCMessage *m);
+
+/* Writes an integer of type t, quoted when quote is set. */
+static void s_put_int(s_out *o, ProtobufCType t, const svc__pbvalue *v, bool quote)
+{
+    char buf[32];
+    const char *q = quote ? "\"" : "";
+    if (svc__pb_is_64bit(t) && svc__pb_is_signed(t))
+        snprintf(buf, sizeof buf, "%s%" PRId64 "%s", q, v->i64, q);
+    else if (svc__pb_is_64bit(t))
+        snprintf(buf, sizeof buf, "%s%" PRIu64 "%s", q, v->u64, q);
+    else if (svc__pb_is_signed(t))
+        snprintf(buf, sizeof buf, "%s%" PRId32 "%s", q, v->i32, q);
+    else
+        snprintf(buf, sizeof buf, "%s%" PRIu32 "%s", q, v->u32, q);
+    s_puts(o, buf);
+}
+
+/* Writes one value of f's type stored at p. */
+static void s_put_value(s_out *o, const ProtobufCFieldDescriptor *f, const void *p)
+{
+    svc__pbvalue v;
+    memcpy(&v, p, svc__pb_type_size(f->type));
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        s_put_int(o, f->type, &v, svc__pb_is_64bit(f->type));
+        break;
+    case PROTOBUF_C_TYPE_FLOAT:
+        s_put_real(o, v.f, true);
+        break;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        s_put_real(o, v.d, false);
+        break;
+    case PROTOBUF_C_TYPE_BOOL:
+        s_puts(o, v.b ? "true" : "false");
+        break;
+    case PROTOBUF_C_TYPE_ENUM: {
+        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v.i32);
+        if (ev)
+            s_put_string(o, ev->name);
+        else
+            s_put_int(o, PROTOBUF_C_TYPE_INT32, &v, false);
+        break;
+    }
+    case PROTOBUF_C_TYPE_STRING:
+        s_put_string(o, v.s);
+        break;
+    case PROTOBUF_C_TYPE_BYTES:
+        s_put_base64(o, &v.bytes);
+        break;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        s_put_message(o, v.m);
+        break;
+    }
+}
+
+/* A map key as an integer, for ordering; strings compare with strcmp. */
+static int s_key_cmp(const ProtobufCFieldDescriptor *kf, const ProtobufCMessage *a,
+                     const ProtobufCMessage *b)
+{
+    svc__pbvalue x = { 0 }, y = { 0 };
+    memcpy(&x, svc__pb_cmember(a, kf->offset), svc__pb_type_size(kf->type));
+    memcpy(&y, svc__pb_cmember(b, kf->offset), svc__pb_type_size(kf->type));
+    switch (kf->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        return strcmp(x.s ? x.s : "", y.s ? y.s : "");
+    case PROTOBUF_C_TYPE_BOOL:
+        return (int)!!x.b - (int)!!y.b;
+    default:
+        if (svc__pb_is_64bit(kf->type) && svc__pb_is_signed(kf->type))
+            return (x.i64 > y.i64) - (x.i64 < y.i64);
+        if (svc__pb_is_64bit(kf->type))
+            return (x.u64 > y.u64) - (x.u64 < y.u64);
+        if (svc__pb_is_signed(kf->type))
+            return (x.i32 > y.i32) - (x.i32 < y.i32);
+        return (x.u32 > y.u32) - (x.u32 < y.u32);
+    }
+}
+
+/* Sort context for finding repeated map keys. */
+typedef struct s_mapsort {
+    const ProtobufCFieldDescriptor *kf;   /* the entries' key field */
+    ProtobufCMessage *const *entries;     /* the map's entries */
+} s_mapsort;
+
+static int s_index_cmp(const void *a, const void *b, void *ctx)
+{
+    const s_mapsort *ms = ctx;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = s_key_cmp(ms->kf, ms->entries[i], ms->entries[j]);
+    return c ? c : (i > j) - (i < j);
+}
+
+/*
+ * Marks in skip[] every entry whose key appears again later (the wire form
+ * may repeat keys; the last one wins, as when protobuf parses a map).
+ */
+static bool s_map_dups(const ProtobufCFieldDescriptor *kf, ProtobufCMessage *const *entries,
+                       size_t n, bool *skip)
+{
+    size_t *idx = malloc(n * sizeof *idx);
+    if (!idx)
+        return false;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (entries[i])
+            idx[k++] = i;
+    s_mapsort ms = { kf, entries };
+    qsort_r(idx, k, sizeof *idx, s_index_cmp, &ms);
+    for (size_t i = 0; i + 1 < k; i++)
+        if (s_key_cmp(kf, entries[idx[i]], entries[idx[i + 1]]) == 0)
+            skip[idx[i]] = true;
+    free(idx);
+    return true;
+}
+
+static void s_put_map(s_out *o, const ProtobufCFieldDescriptor *f, ProtobufCMessage *const *entries,
+                      size_t n)
+{
+    const ProtobufCFieldDescriptor *kf = protobuf_c_message_descriptor_get_field(f->descriptor, 1);
+    const ProtobufCFieldDescriptor *vf = protobuf_c_message_descriptor_get_field(f->descriptor, 2);
+    bool *skip = calloc(n + 1, sizeof *skip);
+    if (!skip || (n > 1 && !s_map_dups(kf, entries, n, skip))) {
+        free(skip);
+        o->oom = true;
+        return;
+    }
+    bool first = true;
+    s_putc(o, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (!entries[i] || skip[i])
+            continue;
+        if (!first)
+            s_putc(o, ',');
+        first = false;
+        svc__pbvalue key;
+        memcpy(&key, svc__pb_cmember(entries[i], kf->offset), svc__pb_type_size(kf->type));
+        if (kf->type == PROTOBUF_C_TYPE_STRING)
+            s_put_string(o, key.s);
+        else if (kf->type == PROTOBUF_C_TYPE_BOOL)
+            s_puts(o, key.b ? "\"true\"" : "\"false\"");
+        else
+            s_put_int(o, kf->type, &key, true);
+        s_putc(o, ':');
+        s_put_value(o, vf, svc__pb_cmember(entries[i], vf->offset));
+    }
+    s_putc(o, '}');
+    free(skip);
+}
+
+static void s_put_repeated(s_out *o, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    size_t n = *(const size_t *)svc__pb_cmember(m, f->quantifier_offset);
+    const char *arr = *(char *const *)svc__pb_cmember(m, f->offset);
+    if (!arr)
+        n = 0;
+    if (svc__pb_is_map_field(f)) {
+        s_put_map(o, f, (ProtobufCMessage *const *)arr, n);
+        return;
+    }
+    size_t size = svc__pb_type_size(f->type);
+    s_putc(o, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            s_putc(o, ',');
+        s_put_value(o, f, arr + i * size);
+    }
+    s_putc(o, ']');
+}
+
+static void s_put_message(s_out *o, const ProtobufCMessage *m)
+{
+    if (!m) {
+        s_puts(o, "{}");
+        return;
+    }
+    const ProtobufCMessageDescriptor *md = m->descriptor;
+    bool first = true;
+    s_putc(o, '{');
+    for (unsigned i = 0; i < md->n_fields && !o->oom; i++) {
+        const ProtobufCFieldDescriptor *f = &md->fields[i];
+        if (!svc__pb_present(m, f))
+            continue;
+        if (!first)
+            s_putc(o, ',');
+        first = false;
+        s_put_string(o, f->name);
+        s_putc(o, ':');
+        if (f->label == PROTOBUF_C_LABEL_REPEATED)
+            s_put_repeated(o, m, f);
+        else
+            s_put_value(o, f, svc__pb_cmember(m, f->offset));
+    }
+    s_putc(o, '}');
+}
+
+char *svc_pb_to_json(const ProtobufCMessage *msg, size_t *len)
+{
+    s_out o = { NULL, 0, 0, false };
+    s_put_message(&o, msg);
+    if (o.oom) {
+        free(o.p);
+        return NULL;
+    }
+    if (len)
+        *len = o.len;
+    return o.p;
+}

@@ -1,0 +1,470 @@
+/*
+ * libsvc/server.c — the ROUTER socket on the libev loop.
+ *
+ * ZMQ_FD is edge-triggered: it only says "something changed".  After every
+ * wake-up and after every send we re-read ZMQ_EVENTS and receive until the
+ * socket has nothing more (s_drain_in), or messages would sit unseen.
+ */
+#include "service_int.h"
+#include "clock.h"
+#include "zctx.h"
+#include "svc/codec.h"
+#include "svc/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void svc__out_free(svc__out *o)
+{
+    if (!o)
+        return;
+    zmq_msg_close(&o->route);
+    free(o->hdr);
+    free(o->body);
+    if (o->stream)
+        svc__stream_unref(o->stream);
+    free(o);
+}
+
+int svc__pack_out(svc__out *o, const zmq_msg_t *route, const Svc__Header *h,
+                  const void *body, size_t blen)
+{
+    zmq_msg_init(&o->route);
+    zmq_msg_copy(&o->route, (zmq_msg_t *)route);
+    o->hlen = svc__header__get_packed_size(h);
+    o->hdr = malloc(o->hlen ? o->hlen : 1);
+    if (!o->hdr)
+        return -ENOMEM;
+    svc__header__pack(h, o->hdr);
+    if (body) {
+        o->body = malloc(blen ? blen : 1);
+        if (!o->body)
+            return -ENOMEM;
+        memcpy(o->body, body, blen);
+        o->blen = blen;
+    }
+    return 0;
+}
+
+svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code,
+                         const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+
+    Svc__Error e = SVC__ERROR__INIT;
+    e.id = s->name;
+    e.code = code;
+    e.detail = detail;
+    e.status = (char *)svc_status_text(code);
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__ERROR;
+    h.id = id;
+    h.error = &e;
+    svc__out *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    if (svc__pack_out(o, route, &h, NULL, 0) < 0) {
+        svc__out_free(o);
+        return NULL;
+    }
+    o->is_error = true;
+    return o;
+}
+
+/* Logs bad input at most 10 times a second, so a flood cannot flood the log. */
+static void s_log_bad(svc_service *s, const char *what, const char *why)
+{
+    int64_t now = svc__now_ms();
+    if (now - s->log_window >= 1000) {
+        s->log_window = now;
+        s->log_count = 0;
+    }
+    if (s->log_count++ < 10)
+        svc_warn("%s\treason=\"%s\"", what, why);
+}
+
+/* Sends o on the ROUTER now (loop thread only) and frees it. */
+void svc__server_send(svc_service *s, svc__out *o)
+{
+    if (o->stream && atomic_load(&o->stream->closed) && !o->ends_stream) {
+        svc__out_free(o);
+        return;
+    }
+    zmq_msg_t r;
+    zmq_msg_init(&r);
+    zmq_msg_move(&r, &o->route);
+    int rc = zmq_msg_send(&r, s->router, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc < 0) {
+        int e = errno;
+        zmq_msg_close(&r);
+        if (o->stream)
+            atomic_store(&o->stream->closed, true);
+        if (e != EHOSTUNREACH)
+            s_log_bad(s, "answer dropped", zmq_strerror(e));
+    } else {
+        zmq_send(s->router, SVC_WIRE_SIGNATURE, SVC_WIRE_SIGNATURE_LEN, ZMQ_SNDMORE);
+        zmq_send(s->router, o->hdr, o->hlen, o->body ? ZMQ_SNDMORE : 0);
+        if (o->body)
+            zmq_send(s->router, o->body, o->blen, 0);
+    }
+    if (o->is_error)
+        atomic_fetch_add(&s->errors, 1);
+    if (o->stream && (o->ends_stream || atomic_load(&o->stream->closed))) {
+        atomic_store(&o->stream->closed, true);
+        svc__stream_unlist(s, o->stream);
+    }
+    svc__out_free(o);
+}
+
+void svc__server_push(svc_service *s, svc__out *o)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->out_open) {
+        /* The server stopped: nobody will send this. */
+        pthread_mutex_unlock(&s->mu);
+        svc__out_free(o);
+        return;
+    }
+    if (s->out_tail)
+        s->out_tail->next = o;
+    else
+        s->out = o;
+    s->out_tail = o;
+    s->n_out++;
+    ev_async_send(s->loop, &s->wake);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void s_enqueue(svc_service *s, svc__job *j)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->jobs_tail)
+        s->jobs_tail->next = j;
+    else
+        s->jobs = j;
+    s->jobs_tail = j;
+    s->n_jobs++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static const svc__endpoint *s_endpoint(svc_service *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_eps; i++)
+        if (strcmp(s->eps[i].name, name) == 0)
+            return &s->eps[i];
+    return NULL;
+}
+
+static void s_reply_error(svc_service *s, svc__msg *m, int code, const char *fmt, const char *a,
+                          const char *b)
+{
+    svc__out *o = svc__error_out(s, svc__msg_route(m), m->hdr ? m->hdr->id : 0, code, fmt, a, b);
+    if (o)
+        svc__server_send(s, o);
+}
+
+/* Handles a REQUEST or STREAM_OPEN: answers at once or queues a job.  Takes m. */
+static void s_on_call(svc_service *s, svc__msg *m)
+{
+    Svc__Header *h = m->hdr;
+    bool stream = h->kind == SVC__KIND__STREAM_OPEN;
+    if (s->state >= SVC__DRAINING) {
+        s_reply_error(s, m, 503, "service \"%s\" is shutting down%s", s->name, "");
+        goto out_close;
+    }
+    if (strcmp(h->service, s->name) != 0) {
+        s_reply_error(s, m, 503, "this node serves \"%s\", not \"%s\"", s->name, h->service);
+        goto out_close;
+    }
+    const svc__endpoint *ep = s_endpoint(s, h->endpoint);
+    if (!ep) {
+        s_reply_error(s, m, 404, "endpoint \"%s\" not found on service \"%s\"", h->endpoint,
+                      s->name);
+        goto out_close;
+    }
+    if (stream != (ep->sfn != NULL)) {
+        s_reply_error(s, m, 400, "endpoint \"%s\" %s", h->endpoint,
+                      stream ? "is not a stream endpoint" : "is a stream: open it as a stream");
+        goto out_close;
+    }
+    if (svc_codec_for(h->content_type) == SVC_CODEC_UNKNOWN) {
+        s_reply_error(s, m, 415, "unsupported content type \"%s\"%s", h->content_type, "");
+        goto out_close;
+    }
+
+    svc__job *j = calloc(1, sizeof *j);
+    if (!j) {
+        s_reply_error(s, m, 500, "out of memory%s%s", "", "");
+        goto out_close;
+    }
+    j->msg = *m;            /* the job owns the frames from here on */
+    memset(m, 0, sizeof *m);
+    j->ep = ep;
+    j->deadline = h->timeout_ms ? svc__now_ms() + h->timeout_ms : -1;
+    if (stream) {
+        j->stream = svc__stream_new(s, svc__msg_route(&j->msg), h->id, h->content_type, ep->rsp);
+        if (!j->stream) {
+            svc__out *o = svc__error_out(s, svc__msg_route(&j->msg), h->id, 500, "out of memory");
+            if (o)
+                svc__server_send(s, o);
+            svc__job_free(j);
+            return;
+        }
+    }
+    if (ep->inline_) {
+        svc__out *o = svc__handle(s, j, NULL);
+        svc__job_free(j);
+        if (o)
+            svc__server_send(s, o);
+        return;
+    }
+    if (s->n_jobs >= SVC_MAX_QUEUED_JOBS) {
+        svc__out *o = svc__error_out(s, svc__msg_route(&j->msg), h->id, 503,
+                                     "service \"%s\" is busy: %d requests queued", s->name,
+                                     SVC_MAX_QUEUED_JOBS);
+        if (o)
+            svc__server_send(s, o);
+        svc__job_free(j);
+        return;
+    }
+    s_enqueue(s, j);
+    return;
+
+out_close:
+    svc__msg_close(m);
+}
+
+static void s_on_ping(svc_service *s, svc__msg *m)
+{
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__PONG;
+    h.id = m->hdr->id;
+    svc__out *o = calloc(1, sizeof *o);
+    if (o && svc__pack_out(o, svc__msg_route(m), &h, NULL, 0) == 0)
+        svc__server_send(s, o);
+    else
+        svc__out_free(o);
+}
+
+/* Receives and dispatches every message waiting on the ROUTER. */
+static void s_drain_in(svc_service *s)
+{
+    for (;;) {
+        int events = 0;
+        size_t sz = sizeof events;
+        if (zmq_getsockopt(s->router, ZMQ_EVENTS, &events, &sz) < 0 || !(events & ZMQ_POLLIN))
+            return;
+        svc__msg m;
+        char why[160] = "";
+        int rc = svc__msg_recv(s->router, &m, ZMQ_DONTWAIT, true, why, sizeof why);
+        if (rc == -EAGAIN || rc == -EINTR)
+            continue;
+        if (rc < 0 && rc != SVC_EPROTO)
+            return;
+        if (rc == SVC_EPROTO) {
+            s_log_bad(s, "malformed message", why);
+            /* Answer in our protocol only if the peer speaks it. */
+            zmq_msg_t *sig = m.nframes > 1 ? &m.frames[1] : NULL;
+            if (sig && zmq_msg_size(sig) == SVC_WIRE_SIGNATURE_LEN &&
+                memcmp(zmq_msg_data(sig), SVC_WIRE_SIGNATURE, SVC_WIRE_SIGNATURE_LEN) == 0)
+                s_reply_error(s, &m, 400, "malformed message: %s%s", why, "");
+            svc__msg_close(&m);
+            continue;
+        }
+        switch (m.hdr->kind) {
+        case SVC__KIND__REQUEST:
+        case SVC__KIND__STREAM_OPEN:
+            s_on_call(s, &m);
+            break;
+        case SVC__KIND__PING:
+            s_on_ping(s, &m);
+            svc__msg_close(&m);
+            break;
+        case SVC__KIND__STREAM_CANCEL:
+            svc__streams_cancel(s, svc__msg_route(&m), m.hdr->id);
+            svc__msg_close(&m);
+            break;
+        default:
+            /* STREAM_DATA/CLOSE/CREDIT from a client of a server-stream, PONG: nothing to do. */
+            svc__msg_close(&m);
+            break;
+        }
+    }
+}
+
+static bool s_drained(svc_service *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool idle = !s->jobs && !s->out && atomic_load(&s->inflight) == 0;
+    pthread_mutex_unlock(&s->mu);
+    return idle;
+}
+
+static void s_maybe_finish(svc_service *s)
+{
+    if (s->state == SVC__DRAINING && s_drained(s)) {
+        s->state = SVC__STOPPED;
+        ev_break(s->loop, EVBREAK_ONE);
+    }
+}
+
+static void s_on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    svc_service *s = w->data;
+    pthread_mutex_lock(&s->mu);
+    svc__out *o = s->out;
+    s->out = s->out_tail = NULL;
+    s->n_out = 0;
+    bool stop = atomic_load(&s->stop_requested);
+    bool reg_done = s->reg_done;
+    pthread_mutex_unlock(&s->mu);
+    while (o) {
+        svc__out *next = o->next;
+        o->next = NULL;
+        svc__server_send(s, o);
+        o = next;
+    }
+    s_drain_in(s);
+    if (stop && s->state == SVC__SERVING)
+        svc__server_begin_drain(s);
+    if (reg_done && s->state == SVC__DEREGISTERING) {
+        ev_timer_stop(loop, &s->dereg_timer);
+        s->state = SVC__DRAINING;
+        svc_info("draining\tinflight=%u", atomic_load(&s->inflight));
+    }
+    s_maybe_finish(s);
+}
+
+static void s_on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    svc_service *s = w->data;
+    s_drain_in(s);
+    s_maybe_finish(s);
+}
+
+static void s_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    svc_service *s = w->data;
+    svc_info("stopping\tsignal=%d", w->signum);
+    if (s->state == SVC__SERVING)
+        svc__server_begin_drain(s);
+}
+
+static void s_on_dereg_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    svc_service *s = w->data;
+    if (s->state == SVC__DEREGISTERING) {
+        svc_warn("deregistration did not finish in time; draining anyway");
+        s->state = SVC__DRAINING;
+    }
+    s_maybe_finish(s);
+}
+
+static void s_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    svc_service *s = w->data;
+    svc_warn("drain timeout: stopping with requests in flight\tinflight=%u",
+             atomic_load(&s->inflight));
+    s->state = SVC__STOPPED;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+void svc__server_begin_drain(svc_service *s)
+{
+    s->state = SVC__DEREGISTERING;
+    svc__registrar_request_stop(s);
+    ev_timer_start(s->loop, &s->dereg_timer);
+    ev_timer_start(s->loop, &s->drain_timer);
+}
+
+int svc__server_start(svc_service *s)
+{
+    s->router = svc__socket(ZMQ_ROUTER);
+    if (!s->router) {
+        svc_error_log("cannot create socket\terror=\"%s\"", zmq_strerror(errno));
+        return -errno;
+    }
+    int one = 1;
+    int64_t maxmsg = SVC_WIRE_MAX_BODY + SVC_WIRE_MAX_HEADER + 64;
+    zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_bind(s->router, s->address) < 0) {
+        int e = errno;
+        svc_error_log("cannot bind address\taddress=\"%s\" error=\"%s\"", s->address,
+                      zmq_strerror(e));
+        svc__socket_close(&s->router);
+        return -e;
+    }
+    char last[512];
+    size_t len = sizeof last;
+    zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, last, &len);
+    s->bound = strdup(last);
+
+    int fd;
+    size_t fdlen = sizeof fd;
+    zmq_getsockopt(s->router, ZMQ_FD, &fd, &fdlen);
+    ev_io_init(&s->io, s_on_io, fd, EV_READ);
+    s->io.data = s;
+    ev_io_start(s->loop, &s->io);
+    ev_async_init(&s->wake, s_on_wake);
+    s->wake.data = s;
+    ev_async_start(s->loop, &s->wake);
+    ev_signal_init(&s->sigterm, s_on_signal, SIGTERM);
+    s->sigterm.data = s;
+    ev_signal_start(s->loop, &s->sigterm);
+    ev_signal_init(&s->sigint, s_on_signal, SIGINT);
+    s->sigint.data = s;
+    ev_signal_start(s->loop, &s->sigint);
+    ev_timer_init(&s->dereg_timer, s_on_dereg_timeout, 3.0, 0.);
+    s->dereg_timer.data = s;
+    ev_timer_init(&s->drain_timer, s_on_drain_timeout, (double)s->drain_s + 3.0, 0.);
+    s->drain_timer.data = s;
+    pthread_mutex_lock(&s->mu);
+    s->out_open = true;
+    pthread_mutex_unlock(&s->mu);
+    s->state = SVC__SERVING;
+    /* Messages may already be waiting: the edge was before the watcher. */
+    ev_feed_event(s->loop, &s->io, EV_READ);
+    return 0;
+}
+
+void svc__server_stop(svc_service *s)
+{
+    if (!s->loop)
+        return;
+    ev_io_stop(s->loop, &s->io);
+    ev_async_stop(s->loop, &s->wake);
+    ev_signal_stop(s->loop, &s->sigterm);
+    ev_signal_stop(s->loop, &s->sigint);
+    ev_timer_stop(s->loop, &s->dereg_timer);
+    ev_timer_stop(s->loop, &s->drain_timer);
+    if (s->router) {
+        /* Send what the workers left, then end open streams. */
+        pthread_mutex_lock(&s->mu);
+        svc__out *o = s->out;
+        s->out = s->out_tail = NULL;
+        s->n_out = 0;
+        s->out_open = false;
+        pthread_mutex_unlock(&s->mu);
+        while (o) {
+            svc__out *next = o->next;
+            o->next = NULL;
+            svc__server_send(s, o);
+            o = next;
+        }
+        svc__streams_end_all(s);
+        svc__socket_close(&s->router);
+    }
+    /* ZeroMQ removes an ipc socket file asynchronously; make sure it is gone. */
+    if (s->bound && strncmp(s->bound, "ipc://", 6) == 0 && s->bound[6] != '@')
+        unlink(s->bound + 6);
+}

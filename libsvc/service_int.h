@@ -1,0 +1,178 @@
+/*
+ * libsvc/service_int.h — the parts of a running service (internal).
+ *
+ *   service.c    svc_new, settings, svc_run: the order of start and stop
+ *   options.c    flags and environment
+ *   server.c     the ROUTER socket on the libev loop: receive, dispatch, send
+ *   worker.c     the handler thread pool and svc_ctx
+ *   stream.c     server-side streams
+ *   registrar.c  the thread that registers, re-registers and deregisters
+ *   debug.c      Debug.Health and Debug.Stats
+ *   schema.c     endpoint request/response descriptions for the registry
+ *
+ * Threads: the loop thread owns the ROUTER socket, the stream list and all
+ * libev watchers; workers take jobs from `jobs` and put answers on `out`
+ * (both under `mu`), then wake the loop with `wake`.
+ */
+#ifndef SVC__SERVICE_INT_H
+#define SVC__SERVICE_INT_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "svc/service.h"
+#include "registry.pb-c.h"
+#include "wire.h"
+
+#define SVC_MAX_QUEUED_JOBS 4096   /* beyond: answer 503 busy */
+#define SVC_MAX_QUEUED_OUT  65536  /* beyond: stream sends get -EAGAIN */
+
+typedef struct svc__endpoint {
+    char *name;                                /* "Struct.Method", owned */
+    svc_handler_fn fn;                         /* unary handler, or NULL */
+    svc_stream_fn sfn;                         /* stream handler, or NULL */
+    const ProtobufCMessageDescriptor *req;     /* request type */
+    const ProtobufCMessageDescriptor *rsp;     /* response type */
+    bool inline_;                              /* built-in: run on the loop thread */
+} svc__endpoint;
+
+/* A request waiting for, or being handled by, a worker. */
+typedef struct svc__job {
+    svc__msg msg;                 /* the request as received (owns route, header, body) */
+    const svc__endpoint *ep;      /* target endpoint */
+    int64_t deadline;             /* monotonic ms, -1 for none */
+    svc_stream *stream;           /* for STREAM_OPEN: the new stream (job holds a ref) */
+    struct svc__job *next;
+} svc__job;
+
+/* An encoded message waiting for the loop thread to send it. */
+typedef struct svc__out {
+    zmq_msg_t route;              /* peer routing id */
+    void *hdr;                    /* packed header, malloc'd */
+    size_t hlen;
+    void *body;                   /* malloc'd or NULL */
+    size_t blen;
+    svc_stream *stream;           /* stream this belongs to (holds a ref), or NULL */
+    bool ends_stream;             /* STREAM_CLOSE: stream is done after this */
+    bool is_error;                /* counts as an error in stats */
+    struct svc__out *next;
+} svc__out;
+
+struct svc_stream {
+    svc_service *svc;             /* owning service */
+    zmq_msg_t route;              /* client routing id */
+    uint64_t id;                  /* stream id chosen by the client */
+    char *content_type;           /* for every message, owned */
+    const ProtobufCMessageDescriptor *desc;  /* message type sent */
+    atomic_int refs;              /* server list + handler + queued outs */
+    atomic_bool closed;           /* client cancelled / gone, or ended */
+    bool listed;                  /* in svc->streams (loop thread only) */
+    struct svc_stream *next;      /* svc->streams (loop thread only) */
+};
+
+typedef enum svc__state {
+    SVC__IDLE = 0,        /* not running */
+    SVC__SERVING,         /* normal */
+    SVC__DEREGISTERING,   /* stop asked: deregistering, still serving */
+    SVC__DRAINING,        /* new requests answered 503; waiting for in-flight */
+    SVC__STOPPED,         /* loop about to exit */
+} svc__state;
+
+struct svc_service {
+    /* settings */
+    char *name, *version, *address, *advertise, *registry;
+    svc_meta meta;              /* node metadata */
+    svc_meta svc_meta_;         /* service-level metadata */
+    int ttl_s, interval_s, workers, drain_s;
+    char node_id[96];
+    svc__endpoint *eps;
+    size_t n_eps, cap_eps;
+    void *data;
+
+    /* runtime, loop thread */
+    struct ev_loop *loop;
+    void *router;
+    char *bound;                /* ZMQ_LAST_ENDPOINT */
+    ev_io io;
+    ev_async wake;
+    ev_signal sigterm, sigint;
+    ev_timer drain_timer, dereg_timer;
+    svc__state state;
+    svc_stream *streams;
+    int64_t log_window, log_count; /* rate limit for bad-input logs */
+
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* workers: jobs or quit */
+    svc__job *jobs, *jobs_tail;
+    size_t n_jobs;
+    svc__out *out, *out_tail;
+    size_t n_out;
+    bool quit_workers;
+    bool out_open;              /* the loop takes outs; false once it is gone */
+    pthread_t *threads;
+    int n_threads;
+
+    /* registrar */
+    pthread_t reg_thread;
+    pthread_cond_t reg_cv;      /* under mu */
+    bool reg_running, reg_stop, reg_done;
+    atomic_bool stop_requested;
+
+    /* stats */
+    uint64_t started_unix;
+    atomic_ulong requests, errors;
+    atomic_uint inflight;
+    Svc__Registry__Service *reg_service;  /* what the registrar registers */
+};
+
+/* options.c */
+int svc__options_parse(svc_service *s, int argc, char **argv);
+
+/* server.c */
+int svc__server_start(svc_service *s);          /* bind + watchers; 0 or <0 (logged) */
+void svc__server_stop(svc_service *s);          /* close socket, release watchers */
+void svc__server_push(svc_service *s, svc__out *o);  /* any thread; takes o */
+void svc__server_send(svc_service *s, svc__out *o);  /* loop thread: send now; takes o */
+void svc__server_begin_drain(svc_service *s);   /* loop thread */
+int svc__pack_out(svc__out *o, const zmq_msg_t *route, const Svc__Header *h,
+                  const void *body, size_t blen);
+void svc__out_free(svc__out *o);
+
+/* Answers an error on the loop thread or builds it for a worker. */
+svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* worker.c */
+int svc__workers_start(svc_service *s);
+void svc__workers_stop(svc_service *s);
+void svc__job_free(svc__job *j);
+/* Runs an endpoint's handler for job j and builds the answer (worker or loop thread). */
+svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client);
+
+/* The service a handler runs in. */
+svc_service *svc__ctx_service(svc_ctx *ctx);
+
+/* stream.c */
+svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
+                            const char *content_type, const ProtobufCMessageDescriptor *desc);
+void svc__stream_unref(svc_stream *st);
+void svc__stream_ref(svc_stream *st);
+void svc__streams_cancel(svc_service *s, zmq_msg_t *route, uint64_t id);
+void svc__streams_end_all(svc_service *s);  /* loop thread, at stop */
+void svc__stream_unlist(svc_service *s, svc_stream *st);
+
+/* registrar.c */
+int svc__registrar_start(svc_service *s);
+void svc__registrar_request_stop(svc_service *s);  /* wakes it to deregister */
+void svc__registrar_join(svc_service *s);
+
+/* debug.c */
+void svc__debug_add(svc_service *s);
+
+/* schema.c: the registry description of a message type; free with free_unpacked. */
+Svc__Registry__Value *svc__schema(const ProtobufCMessageDescriptor *d);
+
+#endif

@@ -1,0 +1,202 @@
+/* libsvc/wire.c — SVC01 frames.  See wire.h and docs/protocol.md. */
+#include "wire.h"
+#include "svc/error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void s_err(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+}
+
+void svc__header_free(Svc__Header *h)
+{
+    if (h)
+        svc__header__free_unpacked(h, NULL);
+}
+
+int svc__wire_decode(const void *sig, size_t siglen, const void *hdr, size_t hdrlen,
+                     Svc__Header **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (siglen != SVC_WIRE_SIGNATURE_LEN || memcmp(sig, SVC_WIRE_SIGNATURE, siglen) != 0) {
+        s_err(err, errlen, "bad protocol signature (want \"SVC01\")");
+        return SVC_EPROTO;
+    }
+    if (hdrlen == 0 || hdrlen > SVC_WIRE_MAX_HEADER) {
+        s_err(err, errlen, hdrlen ? "header too large" : "empty header");
+        return SVC_EPROTO;
+    }
+    Svc__Header *h = svc__header__unpack(NULL, hdrlen, hdr);
+    if (!h) {
+        s_err(err, errlen, "header is not a valid protobuf svc.Header");
+        return SVC_EPROTO;
+    }
+    switch (h->kind) {
+    case SVC__KIND__REQUEST:
+    case SVC__KIND__STREAM_OPEN:
+        if (!h->service[0] || !h->endpoint[0]) {
+            s_err(err, errlen, "request names no service or endpoint");
+            goto out_free;
+        }
+        break;
+    case SVC__KIND__ERROR:
+        if (!h->error || h->error->code == 0) {
+            s_err(err, errlen, "error message carries no error");
+            goto out_free;
+        }
+        break;
+    case SVC__KIND__RESPONSE:
+    case SVC__KIND__STREAM_DATA:
+    case SVC__KIND__STREAM_CLOSE:
+    case SVC__KIND__STREAM_CANCEL:
+    case SVC__KIND__STREAM_CREDIT:
+    case SVC__KIND__PING:
+    case SVC__KIND__PONG:
+        break;
+    default:
+        s_err(err, errlen, "unknown message kind");
+        goto out_free;
+    }
+    *out = h;
+    return 0;
+
+out_free:
+    svc__header_free(h);
+    return SVC_EPROTO;
+}
+
+/* Drops the remaining parts of a multipart message. */
+static void s_drain(void *sock)
+{
+    int more = 1;
+    size_t sz = sizeof more;
+    while (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz) == 0 && more) {
+        zmq_msg_t junk;
+        zmq_msg_init(&junk);
+        if (zmq_msg_recv(&junk, sock, 0) < 0) {
+            zmq_msg_close(&junk);
+            return;
+        }
+        zmq_msg_close(&junk);
+    }
+}
+
+int svc__msg_recv(void *sock, svc__msg *m, int flags, bool routed, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    m->first = routed ? 1 : 0;
+    for (;;) {
+        zmq_msg_t *f = &m->frames[m->nframes];
+        zmq_msg_init(f);
+        int rc = zmq_msg_recv(f, sock, m->nframes == 0 ? flags : 0);
+        if (rc < 0) {
+            int e = errno;
+            zmq_msg_close(f);
+            svc__msg_close(m);
+            return -e;
+        }
+        m->nframes++;
+        if (!zmq_msg_more(f))
+            break;
+        if (m->nframes == SVC_WIRE_MAX_FRAMES) {
+            s_drain(sock);
+            s_err(err, errlen, "too many frames");
+            return SVC_EPROTO;
+        }
+    }
+    int have = m->nframes - m->first;
+    if (have < 2) {
+        s_err(err, errlen, have < 1 ? "empty message" : "message has no header frame");
+        return SVC_EPROTO;
+    }
+    zmq_msg_t *sig = &m->frames[m->first], *hdr = &m->frames[m->first + 1];
+    return svc__wire_decode(zmq_msg_data(sig), zmq_msg_size(sig), zmq_msg_data(hdr),
+                            zmq_msg_size(hdr), &m->hdr, err, errlen);
+}
+
+const void *svc__msg_body(const svc__msg *m, size_t *len)
+{
+    int i = m->first + 2;
+    if (i >= m->nframes) {
+        *len = 0;
+        return NULL;
+    }
+    zmq_msg_t *f = (zmq_msg_t *)&m->frames[i];
+    *len = zmq_msg_size(f);
+    return zmq_msg_data(f);
+}
+
+zmq_msg_t *svc__msg_route(svc__msg *m)
+{
+    return m->first == 1 && m->nframes > 0 ? &m->frames[0] : NULL;
+}
+
+void svc__msg_close(svc__msg *m)
+{
+    for (int i = 0; i < m->nframes; i++)
+        zmq_msg_close(&m->frames[i]);
+    m->nframes = 0;
+    svc__header_free(m->hdr);
+    m->hdr = NULL;
+}
+
+static int s_send_frame(void *sock, const void *data, size_t len, int flags)
+{
+    zmq_msg_t f;
+    if (zmq_msg_init_size(&f, len) < 0)
+        return -errno;
+    if (len)
+        memcpy(zmq_msg_data(&f), data, len);
+    if (zmq_msg_send(&f, sock, flags) < 0) {
+        int e = errno;
+        zmq_msg_close(&f);
+        return -e;
+    }
+    return 0;
+}
+
+int svc__wire_send(void *sock, zmq_msg_t *route, const Svc__Header *h,
+                   const void *body, size_t len, int flags)
+{
+    uint8_t stack[512];
+    size_t hlen = svc__header__get_packed_size(h);
+    uint8_t *hbuf = hlen <= sizeof stack ? stack : malloc(hlen);
+    if (!hbuf)
+        return -ENOMEM;
+    svc__header__pack(h, hbuf);
+
+    int rc;
+    if (route) {
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, route);
+        if (zmq_msg_send(&copy, sock, flags | ZMQ_SNDMORE) < 0) {
+            rc = -errno;
+            zmq_msg_close(&copy);
+            goto out;
+        }
+    }
+    /* After the first part is queued the rest cannot fail with EAGAIN. */
+    rc = s_send_frame(sock, SVC_WIRE_SIGNATURE, SVC_WIRE_SIGNATURE_LEN, flags | ZMQ_SNDMORE);
+    if (rc == 0)
+        rc = s_send_frame(sock, hbuf, hlen, body ? flags | ZMQ_SNDMORE : flags);
+    if (rc == 0 && body)
+        rc = s_send_frame(sock, body, len, flags);
+out:
+    if (hbuf != stack)
+        free(hbuf);
+    return rc;
+}
+
+const char *svc__header_meta(const Svc__Header *h, const char *key)
+{
+    for (size_t i = 0; i < h->n_metadata; i++)
+        if (h->metadata[i]->key && strcmp(h->metadata[i]->key, key) == 0)
+            return h->metadata[i]->value;
+    return NULL;
+}

@@ -1,0 +1,282 @@
+/*
+ * libsvc/worker.c — the handler thread pool and svc_ctx.
+ *
+ * Workers take jobs from the service's queue, so a handler that blocks (on a
+ * call to another service, say) holds only its own thread: the loop thread
+ * keeps receiving and the other workers keep answering.  This is the zguide
+ * multithreaded-server pattern with an in-process queue instead of inproc
+ * sockets.
+ */
+#include "service_int.h"
+#include "clock.h"
+#include "svc/codec.h"
+#include "svc/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct svc_ctx {
+    svc_service *svc;          /* the service */
+    const Svc__Header *hdr;    /* the request's header, borrowed */
+    const svc__endpoint *ep;   /* the endpoint */
+    int64_t deadline;          /* monotonic ms, -1 none */
+    svc_client **client;       /* the worker's client slot (lazily created), or NULL */
+    svc_client *own_client;    /* made for an inline call, destroyed after */
+    svc_error err;             /* set by svc_ctx_error */
+};
+
+void svc__job_free(svc__job *j)
+{
+    if (!j)
+        return;
+    svc__msg_close(&j->msg);
+    if (j->stream)
+        svc__stream_unref(j->stream);
+    free(j);
+}
+
+/* Builds the answer to j: RESPONSE with body, or ERROR. */
+static svc__out *s_answer(svc_service *s, svc__job *j, const ProtobufCMessage *rsp,
+                          const char *ct)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    zmq_msg_t *route = svc__msg_route(&j->msg);
+    if (svc_codec_encode(ct, rsp, &buf, &len) < 0)
+        return svc__error_out(s, route, j->msg.hdr->id, 500, "cannot encode response of \"%s\"",
+                              j->ep->name);
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__RESPONSE;
+    h.id = j->msg.hdr->id;
+    h.content_type = (char *)ct;
+    svc__out *o = calloc(1, sizeof *o);
+    if (o && svc__pack_out(o, route, &h, buf ? buf : "", len) < 0) {
+        svc__out_free(o);
+        o = NULL;
+    }
+    free(buf);
+    return o;
+}
+
+svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
+{
+    const Svc__Header *h = j->msg.hdr;
+    const svc__endpoint *ep = j->ep;
+    zmq_msg_t *route = svc__msg_route(&j->msg);
+    const char *ct = h->content_type[0] ? h->content_type : SVC_CT_PROTOBUF;
+
+    if (j->deadline >= 0 && svc__now_ms() >= j->deadline)
+        return svc__error_out(s, route, h->id, 408, "deadline exceeded before \"%s\" ran",
+                              ep->name);
+
+    size_t blen;
+    const void *body = svc__msg_body(&j->msg, &blen);
+    ProtobufCMessage *req = NULL;
+    char why[256] = "";
+    if (svc_codec_decode(ct, ep->req, body ? body : "", blen, &req, why, sizeof why) < 0)
+        return svc__error_out(s, route, h->id, 400, "invalid request to \"%s\": %s", ep->name,
+                              why);
+
+    svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client };
+    svc__out *o = NULL;
+    int rc;
+    if (ep->sfn) {
+        svc_stream *st = j->stream;
+        j->stream = NULL;          /* the handler owns the job's reference now */
+        rc = ep->sfn(&ctx, req, st);
+        if (rc == 0)
+            goto out;
+        /* The handler failed: the stream ends with the error (handler kept no ref). */
+        if (!svc_error_isset(&ctx.err))
+            svc_error_set(&ctx.err, s->name, 500, "handler of \"%s\" failed: %s", ep->name,
+                          svc_strerror(rc));
+        svc_stream_close(&st, &ctx.err);
+        goto out;
+    }
+
+    ProtobufCMessage *rsp = malloc(ep->rsp->sizeof_message);
+    if (!rsp) {
+        o = svc__error_out(s, route, h->id, 500, "out of memory");
+        goto out;
+    }
+    protobuf_c_message_init(ep->rsp, rsp);
+    rc = ep->fn(&ctx, req, rsp);
+    if (rc == 0)
+        o = s_answer(s, j, rsp, ct);
+    else if (svc_error_isset(&ctx.err))
+        o = svc__error_out(s, route, h->id, ctx.err.code, "%s", ctx.err.detail);
+    else
+        o = svc__error_out(s, route, h->id, 500, "handler of \"%s\" failed: %s", ep->name,
+                           svc_strerror(rc));
+    protobuf_c_message_free_unpacked(rsp, NULL);
+
+out:
+    protobuf_c_message_free_unpacked(req, NULL);
+    svc_error_release(&ctx.err);
+    svc_client_destroy(&ctx.own_client);
+    return o;
+}
+
+static void *s_worker(void *arg)
+{
+    svc_service *s = arg;
+    svc_client *client = NULL;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->jobs && !s->quit_workers)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->jobs) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        svc__job *j = s->jobs;
+        s->jobs = j->next;
+        if (!s->jobs)
+            s->jobs_tail = NULL;
+        s->n_jobs--;
+        atomic_fetch_add(&s->inflight, 1);
+        pthread_mutex_unlock(&s->mu);
+
+        svc__out *o = svc__handle(s, j, &client);
+        svc__job_free(j);
+        atomic_fetch_add(&s->requests, 1);
+        if (o) {
+            /* Decrement in-flight under the lock with the push, so the loop
+             * never sees "no jobs, nothing in flight, nothing to send" early. */
+            pthread_mutex_lock(&s->mu);
+            atomic_fetch_sub(&s->inflight, 1);
+            if (s->out_tail)
+                s->out_tail->next = o;
+            else
+                s->out = o;
+            s->out_tail = o;
+            s->n_out++;
+            pthread_mutex_unlock(&s->mu);
+        } else {
+            atomic_fetch_sub(&s->inflight, 1);
+        }
+        ev_async_send(s->loop, &s->wake);
+    }
+    svc_client_destroy(&client);
+    return NULL;
+}
+
+int svc__workers_start(svc_service *s)
+{
+    s->threads = calloc((size_t)s->workers, sizeof *s->threads);
+    if (!s->threads)
+        return -ENOMEM;
+    for (int i = 0; i < s->workers; i++) {
+        int rc = pthread_create(&s->threads[i], NULL, s_worker, s);
+        if (rc) {
+            svc_error_log("cannot start worker thread\terror=\"%s\"", strerror(rc));
+            return -rc;
+        }
+        s->n_threads++;
+    }
+    return 0;
+}
+
+void svc__workers_stop(svc_service *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->quit_workers = true;
+    /* Jobs still queued (drain timed out) are answered by nobody: drop them. */
+    while (s->jobs) {
+        svc__job *j = s->jobs;
+        s->jobs = j->next;
+        svc__job_free(j);
+    }
+    s->jobs_tail = NULL;
+    s->n_jobs = 0;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->n_threads; i++)
+        pthread_join(s->threads[i], NULL);
+    free(s->threads);
+    s->threads = NULL;
+    s->n_threads = 0;
+}
+
+/* ---- svc_ctx --------------------------------------------------------------- */
+
+int svc_ctx_error(svc_ctx *ctx, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    svc_error_setv(&ctx->err, ctx->svc->name, code, fmt, ap);
+    va_end(ap);
+    return SVC_EREMOTE;
+}
+
+const char *svc_ctx_meta(const svc_ctx *ctx, const char *key)
+{
+    return svc__header_meta(ctx->hdr, key);
+}
+
+const char *svc_ctx_endpoint(const svc_ctx *ctx)
+{
+    return ctx->ep->name;
+}
+
+int svc_ctx_remaining_ms(const svc_ctx *ctx)
+{
+    if (ctx->deadline < 0)
+        return -1;
+    int64_t left = ctx->deadline - svc__now_ms();
+    return left < 0 ? 0 : (int)left;
+}
+
+svc_service *svc__ctx_service(svc_ctx *ctx)
+{
+    return ctx->svc;
+}
+
+void *svc_ctx_data(const svc_ctx *ctx)
+{
+    return ctx->svc->data;
+}
+
+svc_client *svc_ctx_client(svc_ctx *ctx)
+{
+    svc_client **slot = ctx->client ? ctx->client : &ctx->own_client;
+    if (!*slot)
+        *slot = svc_client_new(ctx->svc->registry);
+    return *slot;
+}
+
+int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
+                 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rsp_desc,
+                 ProtobufCMessage **rsp, const svc_call_opts *opts, svc_error *err)
+{
+    svc_call_opts o = opts ? *opts : (svc_call_opts){ 0 };
+    int left = svc_ctx_remaining_ms(ctx);
+    if (left == 0) {
+        *rsp = NULL;
+        svc_error_set(err, ctx->svc->name, 408, "deadline exceeded before calling %s.%s",
+                      service, endpoint);
+        return SVC_ETIMEOUT;
+    }
+    if (left > 0 && (o.timeout_ms <= 0 || o.timeout_ms > left))
+        o.timeout_ms = left;
+
+    svc_meta meta = SVC_META_INIT;
+    for (size_t i = 0; i < ctx->hdr->n_metadata; i++)
+        svc_meta_set(&meta, ctx->hdr->metadata[i]->key, ctx->hdr->metadata[i]->value);
+    if (opts && opts->meta)
+        svc_meta_merge(&meta, opts->meta);
+    o.meta = &meta;
+    svc_client *c = svc_ctx_client(ctx);
+    int rc;
+    if (!c) {
+        svc_error_set(err, ctx->svc->name, 500, "out of memory");
+        rc = -ENOMEM;
+    } else {
+        rc = svc_call(c, service, endpoint, req, rsp_desc, rsp, &o, err);
+    }
+    svc_meta_release(&meta);
+    return rc;
+}

@@ -1,0 +1,84 @@
+/*
+ * svcctl/svcctl.h — what the verbs of svcctl share.
+ *
+ * Exit codes: 0 ok; 1 the operation failed (error on stderr); 64 usage
+ * error (bad verb, flag or argument); 65 invalid input data (bad JSON).
+ */
+#ifndef SVCCTL_H
+#define SVCCTL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "svc/svc.h"
+
+#define EXIT_USAGE 64
+#define EXIT_DATA  65
+
+/* Global options, parsed before the verb. */
+typedef struct ctl_opts {
+    const char *registry;  /* --registry / $SVC_REGISTRY_ADDRESS / default */
+    bool json;             /* -o json */
+    int timeout_ms;        /* --timeout, default 5000 (call: 30000) */
+} ctl_opts;
+
+/* A verb: name, handler, one-line summary, usage text for --help. */
+typedef struct ctl_verb {
+    const char *name;
+    int (*run)(const ctl_opts *o, int argc, char **argv);  /* argv[0] is the verb */
+    const char *args;      /* "NAME ENDPOINT [JSON]" */
+    const char *summary;
+    const char *help;      /* extra lines for `svcctl VERB --help`, or NULL */
+} ctl_verb;
+
+/* Prints "svcctl: <message>\n" to stderr. */
+void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Prints verb usage to stdout when argv has --help/-h and returns true.
+ * Otherwise, if argc - 1 is outside [min, max], prints usage to stderr, sets
+ * *code to EXIT_USAGE and returns true.  Returns false when the verb should run.
+ */
+bool ctl_usage(const ctl_verb *v, int argc, char **argv, int min, int max, int *code);
+
+/* The verb table entry of name (for help text). */
+const ctl_verb *ctl_verb_find(const char *name);
+
+/*
+ * Calls the registry with a JSON request, returning the parsed JSON answer
+ * (caller decref's) or NULL after printing the error; *code gets the exit code.
+ */
+json_t *ctl_registry(const ctl_opts *o, svc_client *c, const char *endpoint, json_t *req,
+                     int *code);
+
+/*
+ * Calls endpoint at a fixed node address with a JSON body; returns parsed
+ * JSON or NULL with *err set.
+ */
+json_t *ctl_call_node(const ctl_opts *o, svc_client *c, const char *service, const char *address,
+                      const char *endpoint, svc_error *err);
+
+/* Prints e as one line of go-micro error JSON after "svcctl: " on stderr. */
+void ctl_print_error(const char *what, const svc_error *e);
+
+/* Prints j to stdout as indented JSON plus newline. */
+void ctl_print_json(json_t *j);
+
+/* ---- tables ------------------------------------------------------------------ */
+
+typedef struct ctl_table ctl_table;
+
+ctl_table *ctl_table_new(int ncols, const char *const *headers);
+void ctl_table_add(ctl_table *t, const char *const *cells);  /* copies */
+void ctl_table_print(ctl_table *t);                          /* stdout, aligned */
+void ctl_table_free(ctl_table *t);
+
+/* verbs */
+int ctl_services(const ctl_opts *o, int argc, char **argv);
+int ctl_service(const ctl_opts *o, int argc, char **argv);
+int ctl_watch(const ctl_opts *o, int argc, char **argv);
+int ctl_call(const ctl_opts *o, int argc, char **argv);
+int ctl_health(const ctl_opts *o, int argc, char **argv);
+int ctl_stats(const ctl_opts *o, int argc, char **argv);
+
+#endif
