@@ -56,7 +56,7 @@ $(GEN)/greeter.pb-c.c $(GEN)/greeter.pb-c.h: examples/greeter/greeter.proto
 	$(PROTOC_C) -Iexamples/greeter --c_out=$(GEN) $<
 
 # --- objects ---------------------------------------------------------------
-$(OBJ)/%.o: %.c | $(PROTO_H) $(GEN)/greeter.pb-c.h $(TEST_PB_C:.c=.h)
+$(OBJ)/%.o: %.c | $(PROTO_H) $(GEN)/greeter.pb-c.h $(GEN)/testsvc.pb-c.h $(TEST_PB_C:.c=.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -98,7 +98,11 @@ $(BIN)/greeter: $(OBJ)/examples/greeter/server.o $(GREETER_GEN) $(LIBSVC)
 $(BIN)/greeter-client: $(OBJ)/examples/greeter/client.o $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
-$(BIN)/svc-testsvc: $(OBJ)/tests/testsvc.o $(GREETER_GEN) $(LIBSVC)
+$(GEN)/testsvc.pb-c.c $(GEN)/testsvc.pb-c.h: tests/testsvc.proto
+	@mkdir -p $(GEN)
+	$(PROTOC_C) -Itests --c_out=$(GEN) $<
+
+$(BIN)/svc-testsvc: $(OBJ)/tests/testsvc.o $(OBJ)/gen/testsvc.pb-c.o $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
 $(BIN)/svc-bench: $(call objs,$(wildcard bench/*.c)) $(GREETER_GEN) $(LIBSVC)
@@ -123,6 +127,7 @@ $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: tests/unit/%.proto
 # --- top-level targets -----------------------------------------------------
 .PHONY: all deps run test unit fuzz bench install clean asan check-fresh
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: $(LIB)/libsvc.a $(LIB)/libsvc.so $(PROGRAMS) $(TEST_PROGRAMS) $(UNIT_BIN) $(BIN)/svc-bench
 

@@ -91,13 +91,13 @@ int bm_args_parse(int argc, char **argv, unsigned mask, const char *positional,
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
         if (c == 'h') {
             bm_args_usage(stdout, mask, usage);
             return 1;
         }
         if (c == '?' || c == ':') {
-            fprintf(stderr, "svc-bench: %s \"%s\" (see %s --help)\n",
+            fprintf(stderr, "svc-bench: %s \"%s\" (see svc-bench %s --help)\n",
                     c == ':' ? "option needs a value" : "unknown option", argv[optind - 1],
                     argv[0]);
             return 64;
@@ -108,10 +108,10 @@ int bm_args_parse(int argc, char **argv, unsigned mask, const char *positional,
     int want = positional ? 1 : 0;
     if (argc - optind != want) {
         if (argc - optind > want)
-            fprintf(stderr, "svc-bench: unexpected argument \"%s\" (see %s --help)\n",
+            fprintf(stderr, "svc-bench: unexpected argument \"%s\" (see svc-bench %s --help)\n",
                     argv[optind + want], argv[0]);
         else
-            fprintf(stderr, "svc-bench: %s needs %s (see %s --help)\n", argv[0], positional,
+            fprintf(stderr, "svc-bench: %s needs %s (see svc-bench %s --help)\n", argv[0], positional,
                     argv[0]);
         return 64;
     }

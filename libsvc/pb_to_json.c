@@ -144,11 +144,12 @@ static void s_put_string(s_out *o, const char *str)
 }
 
 /*
- * Writes a finite number in the shortest %g form that reads back as x
- * (as float when is_float), with '.' whatever the locale.  -0 is "-0.0"
- * so that it does not read back as the integer 0.
+ * Writes x: NaN and infinities as strings, finite numbers in the shortest
+ * %g form that reads back as x (as float when is_float), with '.' whatever
+ * the locale.  -0 is "-0.0", so that it does not read back as the integer
+ * 0, unless signed_zero is false.
  */
-static void s_put_real(s_out *o, double x, bool is_float)
+static void s_put_real(s_out *o, double x, bool is_float, bool signed_zero)
 {
     char buf[40];
     if (isnan(x)) {
@@ -160,7 +161,7 @@ static void s_put_real(s_out *o, double x, bool is_float)
         return;
     }
     if (x == 0) {
-        s_puts(o, signbit(x) ? "-0.0" : "0");
+        s_puts(o, signbit(x) && signed_zero ? "-0.0" : "0");
         return;
     }
     bool exact = false;
@@ -193,6 +194,22 @@ static void s_put_base64(s_out *o, const ProtobufCBinaryData *b)
 
 static void s_put_message(s_out *o, const ProtobufCMessage *m);
 
+/*
+ * Writes a message of type md with nothing set: what a map entry without a
+ * value (or a NULL array element) reads back as.
+ */
+static void s_put_empty(s_out *o, const ProtobufCMessageDescriptor *md)
+{
+    ProtobufCMessage *m = malloc(md->sizeof_message);
+    if (!m) {
+        o->oom = true;
+        return;
+    }
+    protobuf_c_message_init(md, m);
+    s_put_message(o, m);
+    free(m);
+}
+
 /* Writes an integer of type t, quoted when quote is set. */
 static void s_put_int(s_out *o, ProtobufCType t, const svc__pbvalue *v, bool quote)
 {
@@ -209,9 +226,15 @@ static void s_put_int(s_out *o, ProtobufCType t, const svc__pbvalue *v, bool quo
     s_puts(o, buf);
 }
 
-/* Writes one value of f's type stored at p. */
+/*
+ * Writes one value of f's type stored at p.  A proto3 singular float or
+ * double holding -0 is written as 0: protobuf-c's packer takes -0 for the
+ * default and leaves it off the wire, and the JSON should say what the
+ * protobuf form says.
+ */
 static void s_put_value(s_out *o, const ProtobufCFieldDescriptor *f, const void *p)
 {
+    bool signed_zero = f->label != PROTOBUF_C_LABEL_NONE || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF);
     svc__pbvalue v;
     memcpy(&v, p, svc__pb_type_size(f->type));
     switch (f->type) {
@@ -228,10 +251,10 @@ static void s_put_value(s_out *o, const ProtobufCFieldDescriptor *f, const void 
         s_put_int(o, f->type, &v, svc__pb_is_64bit(f->type));
         break;
     case PROTOBUF_C_TYPE_FLOAT:
-        s_put_real(o, v.f, true);
+        s_put_real(o, v.f, true, signed_zero);
         break;
     case PROTOBUF_C_TYPE_DOUBLE:
-        s_put_real(o, v.d, false);
+        s_put_real(o, v.d, false, signed_zero);
         break;
     case PROTOBUF_C_TYPE_BOOL:
         s_puts(o, v.b ? "true" : "false");
@@ -251,7 +274,10 @@ static void s_put_value(s_out *o, const ProtobufCFieldDescriptor *f, const void 
         s_put_base64(o, &v.bytes);
         break;
     case PROTOBUF_C_TYPE_MESSAGE:
-        s_put_message(o, v.m);
+        if (v.m)
+            s_put_message(o, v.m);
+        else
+            s_put_empty(o, f->descriptor);
         break;
     }
 }

@@ -18,7 +18,9 @@
  *     2^63-1 must be a string: the JSON parser holds numbers as int64.)
  *   - float/double: numbers; "NaN", "Infinity", "-Infinity" as strings.
  *     (Output is the shortest text that reads back to the same value; a
- *     float outside float's range is an error.)
+ *     float outside float's range is an error.  -0 is written as -0.0,
+ *     except in a proto3 singular field, where protobuf-c's packer drops
+ *     it as the default: there it is written as 0, as the wire has it.)
  *   - bool: true/false.  string: JSON string (UTF-8).  bytes: base64 string.
  *     (Input: standard or URL-safe alphabet, padding optional.  Output:
  *     standard, padded.  Ill-formed UTF-8 in a string from the wire is

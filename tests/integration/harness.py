@@ -1,0 +1,220 @@
+"""Integration-test harness: real processes on ipc:// in a temp dir.
+
+Each test function takes a Platform, which owns a temp dir, a registryd on
+ipc://<dir>/registry, and every process the test starts.  At teardown the
+platform stops what is still running (SIGTERM, then SIGKILL of the process
+group), and the test FAILS if any process outlived its stop, if a sanitizer
+wrote a report, or if the temp dir could not be removed.
+
+Run: /usr/bin/python3 tests/integration/run.py [BIN_DIR] [TEST_NAME ...]
+The last line printed is "integration: N passed, N failed".
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BIN = os.environ.get("SVC_BIN", "build/bin")
+SAN_DIR = os.environ.get("SVC_SAN_DIR")  # where ASan/UBSan write reports (log_path)
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def wait_until(pred, timeout, step=0.05, what="condition"):
+    """Polls pred until it returns a truthy value or timeout seconds pass."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= end:
+            raise Failure("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+class Proc:
+    def __init__(self, name, popen, log):
+        self.name, self.p, self.log = name, popen, log
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.killpg(self.p.pid, sig)
+
+    def stop(self, timeout=10):
+        """SIGTERM and wait; returns the exit code (SIGKILL after timeout)."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.p.wait(5)
+            raise Failure("%s did not stop within %ss of SIGTERM" % (self.name, timeout))
+
+    def kill(self):
+        self.signal(signal.SIGKILL)
+        self.p.wait(5)
+
+    def output(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+class Result:
+    def __init__(self, code, out, err, elapsed):
+        self.code, self.out, self.err, self.elapsed = code, out, err, elapsed
+
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return "exit %d after %.2fs\nstdout: %s\nstderr: %s" % (
+            self.code, self.elapsed, self.out, self.err)
+
+
+class Platform:
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix="svc-it-%s-" % name)
+        self.registry = "ipc://%s/registry" % self.dir
+        self.procs = []
+        self.env = dict(os.environ)
+        self.env["SVC_REGISTRY_ADDRESS"] = self.registry
+        self.env.pop("SVC_LOG_LEVEL", None)
+
+    def spawn(self, name, argv, env=None):
+        log = os.path.join(self.dir, "%s-%d.log" % (name, len(self.procs)))
+        e = dict(self.env)
+        e.update(env or {})
+        with open(log, "wb") as out:
+            p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=e,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = Proc(name, p, log)
+        self.procs.append(proc)
+        return proc
+
+    def start_registry(self, *args):
+        p = self.spawn("registryd", [os.path.join(BIN, "registryd"), "--register-interval", "1"] + list(args))
+        wait_until(lambda: self.ctl("services").code == 0, 5, what="registryd to answer")
+        return p
+
+    def start_service(self, binary, *args, wait_name=None, env=None):
+        """Starts a service binary and waits until its node is registered."""
+        before = set(self.node_ids(wait_name)) if wait_name else set()
+        p = self.spawn(binary, [os.path.join(BIN, binary)] + list(args), env=env)
+        if wait_name:
+            wait_until(lambda: (not p.alive() and Failure("%s exited: %s" % (binary, p.output())))
+                       or set(self.node_ids(wait_name)) - before, 5,
+                       what="%s to register" % wait_name)
+            check(p.alive(), "%s exited early: %s" % (binary, p.output()))
+        return p
+
+    def ctl(self, *args, stdin=None, timeout=30):
+        t0 = time.monotonic()
+        r = subprocess.run([os.path.join(BIN, "svcctl")] + list(args), input=stdin,
+                           capture_output=True, text=True, env=self.env, timeout=timeout)
+        return Result(r.returncode, r.stdout, r.stderr, time.monotonic() - t0)
+
+    def run(self, binary, *args, timeout=30):
+        t0 = time.monotonic()
+        r = subprocess.run([os.path.join(BIN, binary)] + list(args), capture_output=True,
+                           text=True, env=self.env, timeout=timeout)
+        return Result(r.returncode, r.stdout, r.stderr, time.monotonic() - t0)
+
+    def service_json(self, name):
+        r = self.ctl("-o", "json", "service", name)
+        return r.json() if r.code == 0 else []
+
+    def node_ids(self, name):
+        return [n["id"] for s in self.service_json(name) for n in s.get("nodes", [])]
+
+    def nodes(self, name):
+        return [n for s in self.service_json(name) for n in s.get("nodes", [])]
+
+    def teardown(self):
+        problems = []
+        for p in reversed(self.procs):
+            if p.alive():
+                try:
+                    p.stop(10)
+                except Failure as e:
+                    problems.append(str(e))
+            # Anything left in the process group is a leak.
+            try:
+                os.killpg(p.pid, 0)
+                problems.append("process group of %s (pid %d) outlived it" % (p.name, p.pid))
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.path.exists(self.dir):
+            problems.append("temp dir %s left behind" % self.dir)
+        return problems
+
+
+def sanitizer_reports():
+    if not SAN_DIR or not os.path.isdir(SAN_DIR):
+        return []
+    return sorted(os.path.join(SAN_DIR, f) for f in os.listdir(SAN_DIR))
+
+
+def run_tests(tests, selected):
+    passed = failed = 0
+    for fn in tests:
+        name = fn.__name__
+        if selected and name not in selected:
+            continue
+        seen = set(sanitizer_reports())
+        plat = Platform(name.replace("test_", "")[:20])
+        t0 = time.monotonic()
+        err = None
+        try:
+            fn(plat)
+        except Failure as e:
+            err = str(e)
+        except Exception:
+            err = traceback.format_exc()
+        logs = {p.name + str(i): p.log for i, p in enumerate(plat.procs)}
+        log_text = ""
+        if err:
+            for k, path in logs.items():
+                try:
+                    with open(path, errors="replace") as f:
+                        log_text += "--- %s\n%s" % (k, f.read()[-3000:])
+                except OSError:
+                    pass
+        problems = plat.teardown()
+        new_reports = [r for r in sanitizer_reports() if r not in seen]
+        for r in new_reports:
+            with open(r, errors="replace") as f:
+                problems.append("sanitizer report %s:\n%s" % (r, f.read()[:4000]))
+        if err or problems:
+            failed += 1
+            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0, err or ""), file=sys.stderr)
+            for pr in problems:
+                print("     %s" % pr, file=sys.stderr)
+            if log_text:
+                print(log_text, file=sys.stderr)
+        else:
+            passed += 1
+            print("ok   %s (%.1fs)" % (name, time.monotonic() - t0), file=sys.stderr)
+    return passed, failed
