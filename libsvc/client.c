@@ -6,6 +6,7 @@
 #include "svc/codec.h"
 #include "svc/log.h"
 #include "clock.h"
+#include "client_int.h"
 #include "conn.h"
 #include "registry.pb-c.h"
 #include "zctx.h"
@@ -318,7 +319,7 @@ static s_node *s_select(svc_client *c, s_view *v)
  * win).  Pointers and entries live in one malloc'd block (free the returned
  * array); the strings are borrowed from c and extra.
  */
-static Svc__MetadataEntry **s_header_meta(const svc_client *c, const svc_meta *extra, size_t *n)
+Svc__MetadataEntry **svc__client_header_meta(const svc_client *c, const svc_meta *extra, size_t *n)
 {
     size_t cap = c->meta.n + (extra ? extra->n : 0);
     void *block = calloc(1, (cap ? cap : 1) * (sizeof(Svc__MetadataEntry *) + sizeof(Svc__MetadataEntry)));
@@ -379,7 +380,7 @@ static int s_attempt(svc_client *c, const char *address, const char *service,
         goto out_fail;
     }
     h.timeout_ms = (uint32_t)left;
-    h.metadata = s_header_meta(c, extra, &h.n_metadata);
+    h.metadata = svc__client_header_meta(c, extra, &h.n_metadata);
     if (!h.metadata) {
         svc_error_set(err, S_ID, 500, "out of memory");
         return -ENOMEM;

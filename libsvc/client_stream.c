@@ -6,6 +6,7 @@
  */
 #include "svc/client.h"
 #include "svc/codec.h"
+#include "client_int.h"
 #include "clock.h"
 #include "conn.h"
 #include "registry.pb-c.h"
@@ -92,7 +93,14 @@ int svc_client_stream_open(svc_client *c, const char *service, const char *endpo
     h.service = (char *)service;
     h.endpoint = (char *)endpoint;
     h.content_type = (char *)(opts && opts->content_type ? opts->content_type : SVC_CT_PROTOBUF);
+    h.metadata = svc__client_header_meta(c, opts ? opts->meta : NULL, &h.n_metadata);
+    if (!h.metadata) {
+        svc_error_set(err, S_ID, 500, "out of memory");
+        rc = -ENOMEM;
+        goto out_free;
+    }
     rc = svc__wire_send(st->conn->sock, NULL, &h, body ? body : "", len, ZMQ_DONTWAIT);
+    free(h.metadata);
     if (rc < 0) {
         svc_error_set(err, S_ID, 503, "cannot send to \"%s\": %s", address, svc_strerror(rc));
         rc = SVC_EUNREACHABLE;

@@ -4,6 +4,7 @@
  */
 #include "svc/codec.h"
 #include "svc/error.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -45,14 +46,6 @@ svc_codec_kind svc_codec_for(const char *content_type)
 
 #define S_STR_(x) #x
 #define S_STR(x) S_STR_(x)
-
-/* Replaces control characters so a message stays on one line. */
-static void s_one_line(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
-}
 
 /* Reads a varint at p[*i], at most 10 bytes.  Returns false if cut short. */
 static bool s_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
@@ -157,7 +150,7 @@ int svc_codec_decode(const char *content_type, const ProtobufCMessageDescriptor 
     default:
         if (err && errlen) {
             snprintf(err, errlen, "unsupported content type \"%.64s\"", content_type);
-            s_one_line(err);
+            svc__one_line(err);
         }
         return SVC_EINVAL;
     }

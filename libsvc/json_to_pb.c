@@ -11,6 +11,7 @@
 #include "pbfield.h"
 #include "svc/codec.h"
 #include "svc/error.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -95,14 +96,6 @@ static void s_path_render(const s_path *p, char *buf, size_t cap, size_t *len)
         s_cat(buf, cap, len, "[%zu]", p->index);
 }
 
-/* Replaces control characters so a message stays on one line. */
-static void s_one_line(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
-}
-
 /*
  * Writes `field "<path>": <what>` (or `message "<type>": <what>` at the
  * root) into the caller's buffer and returns code.
@@ -123,7 +116,7 @@ static int s_fail(const s_dec *d, int code, const s_path *p, const char *fmt, ..
         snprintf(d->err, d->errlen, "field \"%s\": %s", where, what);
     else
         snprintf(d->err, d->errlen, "message \"%s\": %s", d->root->name, what);
-    s_one_line(d->err);
+    svc__one_line(d->err);
     return code;
 }
 
@@ -634,7 +627,7 @@ int svc_json_to_pb(const ProtobufCMessageDescriptor *desc, const char *json, siz
         if (err && errlen) {
             snprintf(err, errlen, "invalid json at line %d, column %d: %s", je.line, je.column,
                      je.text);
-            s_one_line(err);
+            svc__one_line(err);
         }
         return SVC_ECODEC;
     }

@@ -9,6 +9,7 @@
  */
 #include "pbfield.h"
 #include "svc/codec.h"
+#include "utf8.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -68,38 +69,6 @@ static void s_putc(s_out *o, char c)
     s_put(o, &c, 1);
 }
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 if ill-formed. */
-static size_t s_utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t cp;
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2;
-        cp = s[0] & 0x1f;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3;
-        cp = s[0] & 0x0f;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* Writes s as a JSON string; ill-formed UTF-8 becomes U+FFFD. */
 static void s_put_string(s_out *o, const char *str)
 {
@@ -131,7 +100,7 @@ static void s_put_string(s_out *o, const char *str)
         } else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             s_puts(o, esc);
-        } else if ((adv = s_utf8_len(s, n)) == 0) {
+        } else if ((adv = svc__utf8_len(s, n)) == 0) {
             s_puts(o, "\xef\xbf\xbd");
             adv = 1;
         } else {
@@ -282,64 +251,127 @@ static void s_put_value(s_out *o, const ProtobufCFieldDescriptor *f, const void 
     }
 }
 
-/* A map key as an integer, for ordering; strings compare with strcmp. */
-static int s_key_cmp(const ProtobufCFieldDescriptor *kf, const ProtobufCMessage *a,
-                     const ProtobufCMessage *b)
+/* Whether the NUL-terminated s is well-formed UTF-8. */
+static bool s_utf8_ok(const char *s)
 {
-    svc__pbvalue x = { 0 }, y = { 0 };
-    memcpy(&x, svc__pb_cmember(a, kf->offset), svc__pb_type_size(kf->type));
-    memcpy(&y, svc__pb_cmember(b, kf->offset), svc__pb_type_size(kf->type));
-    switch (kf->type) {
-    case PROTOBUF_C_TYPE_STRING:
-        return strcmp(x.s ? x.s : "", y.s ? y.s : "");
-    case PROTOBUF_C_TYPE_BOOL:
-        return (int)!!x.b - (int)!!y.b;
-    default:
-        if (svc__pb_is_64bit(kf->type) && svc__pb_is_signed(kf->type))
-            return (x.i64 > y.i64) - (x.i64 < y.i64);
-        if (svc__pb_is_64bit(kf->type))
-            return (x.u64 > y.u64) - (x.u64 < y.u64);
-        if (svc__pb_is_signed(kf->type))
-            return (x.i32 > y.i32) - (x.i32 < y.i32);
-        return (x.u32 > y.u32) - (x.u32 < y.u32);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        size_t len = svc__utf8_len(p, n);
+        if (len == 0)
+            return false;
+        p += len;
+        n -= len;
     }
+    return true;
+}
+
+/* A malloc'd copy of s as s_put_string writes it: ill-formed bytes as U+FFFD. */
+static char *s_utf8_fixed(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    if (n > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *out = malloc(n * 3 + 1), *w = out;
+    if (!out)
+        return NULL;
+    while (n > 0) {
+        size_t len = svc__utf8_len(p, n);
+        if (len) {
+            memcpy(w, p, len);
+            w += len;
+        } else {
+            memcpy(w, "\xef\xbf\xbd", 3);
+            w += 3;
+            len = 1;
+        }
+        p += len;
+        n -= len;
+    }
+    *w = '\0';
+    return out;
 }
 
 /* Sort context for finding repeated map keys. */
 typedef struct s_mapsort {
-    const ProtobufCFieldDescriptor *kf;   /* the entries' key field */
-    ProtobufCMessage *const *entries;     /* the map's entries */
+    const ProtobufCFieldDescriptor *kf; /* the entries' key field */
+    ProtobufCMessage *const *entries;   /* the map's entries */
+    const char **keys;                  /* string keys as written (U+FFFD fixed), else NULL */
 } s_mapsort;
+
+/* Orders entries i and j by their keys as JSON shows them. */
+static int s_key_cmp(const s_mapsort *ms, size_t i, size_t j)
+{
+    if (ms->keys)
+        return strcmp(ms->keys[i], ms->keys[j]);
+    const ProtobufCFieldDescriptor *kf = ms->kf;
+    svc__pbvalue x = { 0 }, y = { 0 };
+    memcpy(&x, svc__pb_cmember(ms->entries[i], kf->offset), svc__pb_type_size(kf->type));
+    memcpy(&y, svc__pb_cmember(ms->entries[j], kf->offset), svc__pb_type_size(kf->type));
+    if (kf->type == PROTOBUF_C_TYPE_BOOL)
+        return (int)!!x.b - (int)!!y.b;
+    if (svc__pb_is_64bit(kf->type) && svc__pb_is_signed(kf->type))
+        return (x.i64 > y.i64) - (x.i64 < y.i64);
+    if (svc__pb_is_64bit(kf->type))
+        return (x.u64 > y.u64) - (x.u64 < y.u64);
+    if (svc__pb_is_signed(kf->type))
+        return (x.i32 > y.i32) - (x.i32 < y.i32);
+    return (x.u32 > y.u32) - (x.u32 < y.u32);
+}
 
 static int s_index_cmp(const void *a, const void *b, void *ctx)
 {
-    const s_mapsort *ms = ctx;
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int c = s_key_cmp(ms->kf, ms->entries[i], ms->entries[j]);
+    int c = s_key_cmp(ctx, i, j);
     return c ? c : (i > j) - (i < j);
 }
 
 /*
- * Marks in skip[] every entry whose key appears again later (the wire form
- * may repeat keys; the last one wins, as when protobuf parses a map).
+ * Marks in skip[] every entry whose key, as JSON shows it, appears again
+ * later: the wire form may repeat keys, and the last one wins, as when
+ * protobuf parses a map.  Returns false when out of memory.
  */
 static bool s_map_dups(const ProtobufCFieldDescriptor *kf, ProtobufCMessage *const *entries,
                        size_t n, bool *skip)
 {
+    bool ok = false;
+    const char **keys = NULL;
+    char **owned = NULL;
     size_t *idx = malloc(n * sizeof *idx);
     if (!idx)
         return false;
+    if (kf->type == PROTOBUF_C_TYPE_STRING) {
+        keys = calloc(n, sizeof *keys);
+        owned = calloc(n, sizeof *owned);
+        if (!keys || !owned)
+            goto out_free;
+    }
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (entries[i])
-            idx[k++] = i;
-    s_mapsort ms = { kf, entries };
+    for (size_t i = 0; i < n; i++) {
+        if (!entries[i])
+            continue;
+        idx[k++] = i;
+        if (!keys)
+            continue;
+        const char *key = *(char *const *)svc__pb_cmember(entries[i], kf->offset);
+        keys[i] = key ? key : "";
+        if (!s_utf8_ok(keys[i]) && !(keys[i] = owned[i] = s_utf8_fixed(keys[i])))
+            goto out_free;
+    }
+    s_mapsort ms = { kf, entries, keys };
     qsort_r(idx, k, sizeof *idx, s_index_cmp, &ms);
     for (size_t i = 0; i + 1 < k; i++)
-        if (s_key_cmp(kf, entries[idx[i]], entries[idx[i + 1]]) == 0)
+        if (s_key_cmp(&ms, idx[i], idx[i + 1]) == 0)
             skip[idx[i]] = true;
+    ok = true;
+out_free:
+    for (size_t i = 0; owned && i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(keys);
     free(idx);
-    return true;
+    return ok;
 }
 
 static void s_put_map(s_out *o, const ProtobufCFieldDescriptor *f, ProtobufCMessage *const *entries,

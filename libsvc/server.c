@@ -167,7 +167,8 @@ static const svc__endpoint *s_endpoint(svc_service *s, const char *name)
 static void s_reply_error(svc_service *s, svc__msg *m, int code, const char *fmt, const char *a,
                           const char *b)
 {
-    svc__out *o = svc__error_out(s, svc__msg_route(m), m->hdr ? m->hdr->id : 0, code, fmt, a, b);
+    svc__out *o = svc__error_out(s, svc__msg_route(m), m->hdr ? m->hdr->id : m->bad_id, code, fmt,
+                                 a, b);
     if (o)
         svc__server_send(s, o);
 }
@@ -177,6 +178,16 @@ static void s_on_call(svc_service *s, svc__msg *m)
 {
     Svc__Header *h = m->hdr;
     bool stream = h->kind == SVC__KIND__STREAM_OPEN;
+    atomic_fetch_add(&s->requests, 1);
+    size_t blen;
+    svc__msg_body(m, &blen);
+    if (blen > SVC_WIRE_MAX_BODY) {
+        char n[32];
+        snprintf(n, sizeof n, "%zu", blen);
+        s_reply_error(s, m, 413, "request body of %s bytes exceeds the limit of %s bytes", n,
+                      SVC_WIRE_MAX_BODY_STR);
+        goto out_close;
+    }
     if (s->state >= SVC__DRAINING) {
         s_reply_error(s, m, 503, "service \"%s\" is shutting down%s", s->name, "");
         goto out_close;
@@ -227,12 +238,19 @@ static void s_on_call(svc_service *s, svc__msg *m)
             svc__server_send(s, o);
         return;
     }
-    if (s->n_jobs >= SVC_MAX_QUEUED_JOBS) {
+    pthread_mutex_lock(&s->mu);
+    bool busy = s->n_jobs >= SVC_MAX_QUEUED_JOBS;
+    pthread_mutex_unlock(&s->mu);
+    if (busy) {
         svc__out *o = svc__error_out(s, svc__msg_route(&j->msg), h->id, 503,
                                      "service \"%s\" is busy: %d requests queued", s->name,
                                      SVC_MAX_QUEUED_JOBS);
         if (o)
             svc__server_send(s, o);
+        if (j->stream) {
+            atomic_store(&j->stream->closed, true);
+            svc__stream_unlist(s, j->stream);
+        }
         svc__job_free(j);
         return;
     }
@@ -374,6 +392,7 @@ static void s_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     svc_service *s = w->data;
     svc_warn("drain timeout: stopping with requests in flight\tinflight=%u",
              atomic_load(&s->inflight));
+    s->drain_timed_out = true;
     s->state = SVC__STOPPED;
     ev_break(loop, EVBREAK_ONE);
 }

@@ -254,9 +254,15 @@ int svc_run(svc_service *s)
     ev_run(s->loop, 0);
     code = 0;
     svc__registrar_join(s);
+    /* End open streams now, so handlers waiting on them see them closed. */
+    svc__streams_end_all(s);
 
 out_workers:
-    svc__workers_stop(s);
+    if (svc__workers_stop(s, s->drain_timed_out) > 0) {
+        svc_error_log("handlers did not return after the drain timeout; abandoning them");
+        s->abandoned = true;
+        code = 1;
+    }
 out_server:
     svc__server_stop(s);
 out_loop:
@@ -274,6 +280,9 @@ void svc_destroy(svc_service **sp)
     svc_service *s = *sp;
     if (!s)
         return;
+    *sp = NULL;
+    if (s->abandoned)
+        return;   /* abandoned handlers may still use it: leak it to the exit */
     for (size_t i = 0; i < s->n_eps; i++)
         free(s->eps[i].name);
     free(s->eps);
@@ -291,5 +300,4 @@ void svc_destroy(svc_service **sp)
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->reg_cv);
     free(s);
-    *sp = NULL;
 }

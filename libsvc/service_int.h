@@ -100,6 +100,8 @@ struct svc_service {
     ev_signal sigterm, sigint;
     ev_timer drain_timer, dereg_timer;
     svc__state state;
+    bool drain_timed_out;       /* the loop ended with requests in flight */
+    bool abandoned;             /* handlers never returned: keep shared state alive */
     svc_stream *streams;
     int64_t log_window, log_count; /* rate limit for bad-input logs */
 
@@ -147,7 +149,7 @@ svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code
 
 /* worker.c */
 int svc__workers_start(svc_service *s);
-void svc__workers_stop(svc_service *s);
+int svc__workers_stop(svc_service *s, bool bounded);
 void svc__job_free(svc__job *j);
 /* Runs an endpoint's handler for job j and builds the answer (worker or loop thread). */
 svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client);

@@ -20,9 +20,11 @@ void svc__header_free(Svc__Header *h)
 }
 
 int svc__wire_decode(const void *sig, size_t siglen, const void *hdr, size_t hdrlen,
-                     Svc__Header **out, char *err, size_t errlen)
+                     Svc__Header **out, uint64_t *id, char *err, size_t errlen)
 {
     *out = NULL;
+    if (id)
+        *id = 0;
     if (siglen != SVC_WIRE_SIGNATURE_LEN || memcmp(sig, SVC_WIRE_SIGNATURE, siglen) != 0) {
         s_err(err, errlen, "bad protocol signature (want \"SVC01\")");
         return SVC_EPROTO;
@@ -36,6 +38,8 @@ int svc__wire_decode(const void *sig, size_t siglen, const void *hdr, size_t hdr
         s_err(err, errlen, "header is not a valid protobuf svc.Header");
         return SVC_EPROTO;
     }
+    if (id)
+        *id = h->id;
     switch (h->kind) {
     case SVC__KIND__REQUEST:
     case SVC__KIND__STREAM_OPEN:
@@ -103,7 +107,8 @@ int svc__msg_recv(void *sock, svc__msg *m, int flags, bool routed, char *err, si
         m->nframes++;
         if (!zmq_msg_more(f))
             break;
-        if (m->nframes == SVC_WIRE_MAX_FRAMES) {
+        /* Signature, header, body: three frames after the routing id, if any. */
+        if (m->nframes == m->first + 3) {
             s_drain(sock);
             s_err(err, errlen, "too many frames");
             return SVC_EPROTO;
@@ -116,7 +121,7 @@ int svc__msg_recv(void *sock, svc__msg *m, int flags, bool routed, char *err, si
     }
     zmq_msg_t *sig = &m->frames[m->first], *hdr = &m->frames[m->first + 1];
     return svc__wire_decode(zmq_msg_data(sig), zmq_msg_size(sig), zmq_msg_data(hdr),
-                            zmq_msg_size(hdr), &m->hdr, err, errlen);
+                            zmq_msg_size(hdr), &m->hdr, &m->bad_id, err, errlen);
 }
 
 const void *svc__msg_body(const svc__msg *m, size_t *len)
@@ -195,7 +200,7 @@ out:
 
 const char *svc__header_meta(const Svc__Header *h, const char *key)
 {
-    for (size_t i = 0; i < h->n_metadata; i++)
+    for (size_t i = h->n_metadata; i-- > 0;)
         if (h->metadata[i]->key && strcmp(h->metadata[i]->key, key) == 0)
             return h->metadata[i]->value;
     return NULL;

@@ -17,7 +17,8 @@
 #define SVC_WIRE_SIGNATURE     "SVC01"
 #define SVC_WIRE_SIGNATURE_LEN 5
 #define SVC_WIRE_MAX_HEADER    (64 * 1024)          /* bytes */
-#define SVC_WIRE_MAX_BODY      (16 * 1024 * 1024)   /* default, per message */
+#define SVC_WIRE_MAX_BODY      (16 * 1024 * 1024)   /* bytes in a body frame */
+#define SVC_WIRE_MAX_BODY_STR  "16777216"
 #define SVC_WIRE_MAX_FRAMES    4                    /* routing id + 3 */
 
 /* A received message.  Owns its frames and header; release with svc__msg_close. */
@@ -26,6 +27,7 @@ typedef struct svc__msg {
     int nframes;                           /* frames initialised */
     int first;                             /* index of the signature frame (1 on ROUTER) */
     Svc__Header *hdr;                      /* decoded header, owned; NULL until decoded */
+    uint64_t bad_id;                       /* malformed: id of a header that unpacked, else 0 */
 } svc__msg;
 
 /*
@@ -54,11 +56,13 @@ void svc__msg_close(svc__msg *m);
  * must be exactly "SVC01", the header must unpack, kind must be known,
  * REQUEST and STREAM_OPEN must name service and endpoint, ERROR must carry
  * an error.  On success *out is the caller's (svc__header_free).  On failure
- * returns SVC_EPROTO and writes a reason into err.  Used on every received
- * message; it is the entry point of the wire fuzz target.
+ * returns SVC_EPROTO and writes a reason into err; if the header unpacked
+ * but broke a rule, *id (when not NULL) gets its id so the error answer can
+ * name the call.  Used on every received message; it is the entry point of
+ * the wire fuzz target.
  */
 int svc__wire_decode(const void *sig, size_t siglen, const void *hdr, size_t hdrlen,
-                     Svc__Header **out, char *err, size_t errlen);
+                     Svc__Header **out, uint64_t *id, char *err, size_t errlen);
 
 void svc__header_free(Svc__Header *h);
 
@@ -70,7 +74,7 @@ void svc__header_free(Svc__Header *h);
 int svc__wire_send(void *sock, zmq_msg_t *route, const Svc__Header *h,
                    const void *body, size_t len, int flags);
 
-/* Metadata pairs of a header as a borrowed lookup: value of key or NULL. */
+/* Metadata of a header: the value of key (the last, if repeated) or NULL; borrowed. */
 const char *svc__header_meta(const Svc__Header *h, const char *key);
 
 #endif

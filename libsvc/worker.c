@@ -38,6 +38,22 @@ void svc__job_free(svc__job *j)
     free(j);
 }
 
+/*
+ * An error answer to j before its handler ran.  For a stream the answer
+ * takes over the job's reference and ends the stream, so the loop unlists it.
+ */
+static svc__out *s_fail(svc_service *s, svc__job *j, int code, const char *what, const char *why)
+{
+    svc__out *o = svc__error_out(s, svc__msg_route(&j->msg), j->msg.hdr->id, code, "%s%s", what,
+                                 why);
+    if (o && j->stream) {
+        o->stream = j->stream;
+        o->ends_stream = true;
+        j->stream = NULL;
+    }
+    return o;
+}
+
 /* Builds the answer to j: RESPONSE with body, or ERROR. */
 static svc__out *s_answer(svc_service *s, svc__job *j, const ProtobufCMessage *rsp,
                           const char *ct)
@@ -68,17 +84,20 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
     zmq_msg_t *route = svc__msg_route(&j->msg);
     const char *ct = h->content_type[0] ? h->content_type : SVC_CT_PROTOBUF;
 
-    if (j->deadline >= 0 && svc__now_ms() >= j->deadline)
-        return svc__error_out(s, route, h->id, 408, "deadline exceeded before \"%s\" ran",
-                              ep->name);
+    char what[256];
+    if (j->deadline >= 0 && svc__now_ms() >= j->deadline) {
+        snprintf(what, sizeof what, "deadline exceeded before \"%s\" ran", ep->name);
+        return s_fail(s, j, 408, what, "");
+    }
 
     size_t blen;
     const void *body = svc__msg_body(&j->msg, &blen);
     ProtobufCMessage *req = NULL;
     char why[256] = "";
-    if (svc_codec_decode(ct, ep->req, body ? body : "", blen, &req, why, sizeof why) < 0)
-        return svc__error_out(s, route, h->id, 400, "invalid request to \"%s\": %s", ep->name,
-                              why);
+    if (svc_codec_decode(ct, ep->req, body ? body : "", blen, &req, why, sizeof why) < 0) {
+        snprintf(what, sizeof what, "invalid request to \"%s\": ", ep->name);
+        return s_fail(s, j, 400, what, why);
+    }
 
     svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client };
     svc__out *o = NULL;
@@ -142,23 +161,25 @@ static void *s_worker(void *arg)
 
         svc__out *o = svc__handle(s, j, &client);
         svc__job_free(j);
-        atomic_fetch_add(&s->requests, 1);
-        if (o) {
-            /* Decrement in-flight under the lock with the push, so the loop
-             * never sees "no jobs, nothing in flight, nothing to send" early. */
-            pthread_mutex_lock(&s->mu);
-            atomic_fetch_sub(&s->inflight, 1);
-            if (s->out_tail)
-                s->out_tail->next = o;
-            else
-                s->out = o;
-            s->out_tail = o;
-            s->n_out++;
-            pthread_mutex_unlock(&s->mu);
-        } else {
-            atomic_fetch_sub(&s->inflight, 1);
+        /* In-flight drops under the lock with the push, so the loop never
+         * sees "no jobs, nothing in flight, nothing to send" too early; the
+         * wake-up too, so it never touches a loop that is gone (out_open). */
+        pthread_mutex_lock(&s->mu);
+        atomic_fetch_sub(&s->inflight, 1);
+        if (s->out_open) {
+            if (o) {
+                if (s->out_tail)
+                    s->out_tail->next = o;
+                else
+                    s->out = o;
+                s->out_tail = o;
+                s->n_out++;
+            }
+            ev_async_send(s->loop, &s->wake);
+            o = NULL;
         }
-        ev_async_send(s->loop, &s->wake);
+        pthread_mutex_unlock(&s->mu);
+        svc__out_free(o);
     }
     svc_client_destroy(&client);
     return NULL;
@@ -180,7 +201,12 @@ int svc__workers_start(svc_service *s)
     return 0;
 }
 
-void svc__workers_stop(svc_service *s)
+/*
+ * Stops the workers.  After a drain timeout a handler may never return:
+ * then each worker gets until `grace` to finish, and those that do not are
+ * abandoned (detached); returns how many were.
+ */
+int svc__workers_stop(svc_service *s, bool bounded)
 {
     pthread_mutex_lock(&s->mu);
     s->quit_workers = true;
@@ -194,11 +220,22 @@ void svc__workers_stop(svc_service *s)
     s->n_jobs = 0;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->n_threads; i++)
-        pthread_join(s->threads[i], NULL);
+    struct timespec grace;
+    clock_gettime(CLOCK_REALTIME, &grace);
+    grace.tv_sec += 1;
+    int abandoned = 0;
+    for (int i = 0; i < s->n_threads; i++) {
+        if (!bounded) {
+            pthread_join(s->threads[i], NULL);
+        } else if (pthread_timedjoin_np(s->threads[i], NULL, &grace) != 0) {
+            pthread_detach(s->threads[i]);
+            abandoned++;
+        }
+    }
     free(s->threads);
     s->threads = NULL;
     s->n_threads = 0;
+    return abandoned;
 }
 
 /* ---- svc_ctx --------------------------------------------------------------- */

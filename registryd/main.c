@@ -167,11 +167,8 @@ static int s_watch(svc_ctx *ctx, const void *req, svc_stream *stream)
 {
     reg_state *st = svc_ctx_data(ctx);
     const Svc__Registry__WatchRequest *in = req;
-    if (in->service[0] && !s_name_ok(in->service)) {
-        int rc = svc_ctx_error(ctx, 400, "invalid service name \"%.64s\"", in->service);
-        svc_stream_close(&stream, NULL);
-        return rc;
-    }
+    if (in->service[0] && !s_name_ok(in->service))
+        return svc_ctx_error(ctx, 400, "invalid service name \"%.64s\"", in->service);
     /* Under the lock, so no event can slip between the add and the next change. */
     pthread_mutex_lock(&st->mu);
     int rc = reg_watchers_add(st->watchers, stream, in->service);

@@ -33,8 +33,7 @@ int reg_watchers_add(reg_watchers *w, svc_stream *stream, const char *filter)
     w_item *it = calloc(1, sizeof *it);
     if (!it || !(it->filter = strdup(filter ? filter : ""))) {
         free(it);
-        svc_stream_close(&stream, NULL);
-        return -ENOMEM;
+        return -ENOMEM;   /* the stream stays the caller's */
     }
     it->stream = stream;
     pthread_mutex_lock(&w->mu);

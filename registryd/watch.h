@@ -15,7 +15,10 @@ typedef struct reg_watchers reg_watchers;
 
 reg_watchers *reg_watchers_new(void);
 
-/* Adds a watcher; takes the stream.  filter "" = every service.  0 or -ENOMEM. */
+/*
+ * Adds a watcher; on success takes the stream.  filter "" = every service.
+ * 0, or -ENOMEM leaving the stream the caller's.
+ */
 int reg_watchers_add(reg_watchers *w, svc_stream *stream, const char *filter);
 
 /* Sends each event to the watchers that match it. */

@@ -95,8 +95,9 @@ const char *svc_client_registry(const svc_client *c);
  *   SVC_ETIMEOUT     408: deadline passed
  *   SVC_ENOTFOUND    404: the service has no nodes in the registry
  *   SVC_EUNREACHABLE 503: no node could be reached (or the registry could not)
- *   SVC_EPROTO       500: a node answered with something malformed
- *   SVC_ETOOBIG, SVC_EINVAL, -ENOMEM
+ *   SVC_ETOOBIG      413: body larger than 16 MiB; SVC_EINVAL, -ENOMEM
+ * A malformed answer from a node is dropped (and logged): the call goes on
+ * waiting for a well-formed one until its deadline.
  */
 int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint,
                         const void *body, size_t len, const svc_call_opts *opts,
@@ -118,8 +119,10 @@ typedef struct svc_client_stream svc_client_stream;
 
 /*
  * Opens a stream to endpoint, sending body (in opts->content_type) as the
- * first request.  The stream uses its own connection.  opts->timeout_ms, if
- * set, bounds only the opening; streams live until closed.
+ * first request, with the client's and opts->meta's metadata.  The stream
+ * uses its own connection to one node (opts->address, or a random node from
+ * the registry; no retry on another).  opts->timeout_ms bounds only the
+ * opening; streams live until closed.
  */
 int svc_client_stream_open(svc_client *c, const char *service, const char *endpoint,
                            const void *body, size_t len, const svc_call_opts *opts,

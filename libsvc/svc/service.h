@@ -72,9 +72,11 @@ typedef struct svc_stream svc_stream;
 typedef int (*svc_handler_fn)(svc_ctx *ctx, const void *req, void *rsp);
 
 /*
- * A server-streaming handler: gets the first request and the stream, which
- * it owns from then on — it may send on it from any thread, and must end it
- * with svc_stream_close() when done.
+ * A server-streaming handler: gets the first request and the stream.
+ * Returning 0, it owns the stream from then on — it may send on it from any
+ * thread, and must end it with svc_stream_close() when done.  Returning an
+ * error (e.g. svc_ctx_error), it must not have closed or kept the stream:
+ * the server ends it with that error.
  */
 typedef int (*svc_stream_fn)(svc_ctx *ctx, const void *req, svc_stream *stream);
 
@@ -114,8 +116,10 @@ const char *svc_bind_address(const svc_service *s);  /* as configured (--address
 
 /*
  * Binds, registers, serves until stopped.  Returns the process exit code:
- * 0 after a clean stop, 1 if the address cannot be bound or on a fatal error
- * (logged).  Frees nothing: call svc_destroy afterwards.
+ * 0 after a clean stop, 1 if the address cannot be bound, on a fatal error,
+ * or when handlers still ran a second after the drain timeout (they are
+ * abandoned; the process should exit).  All logged.  Frees nothing: call
+ * svc_destroy afterwards.
  */
 int svc_run(svc_service *s);
 
@@ -152,7 +156,9 @@ svc_client *svc_ctx_client(svc_ctx *ctx);
 /*
  * Calls another service on behalf of this request: like svc_call with the
  * worker's client, the caller's remaining deadline (or opts->timeout_ms if
- * sooner) and the incoming trace metadata passed on.
+ * sooner), and all the incoming metadata passed on (trace ids, auth token,
+ * ...: as go-micro does), opts->meta overriding it.  A deadline that has
+ * already passed fails with SVC_ETIMEOUT (408) without sending anything.
  */
 int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
                  const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rsp_desc,

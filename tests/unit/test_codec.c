@@ -14,6 +14,7 @@
 #include "testmsg2.pb-c.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -93,7 +94,7 @@ done:
 /*
  * The reason svc_json_to_pb gives for json, in a static buffer; "ok" when it
  * succeeds, or a note when it breaks its contract (wrong code, *out set,
- * more than one line).
+ * more than one line, not UTF-8).
  */
 static const char *s_err(const ProtobufCMessageDescriptor *d, const char *json)
 {
@@ -110,6 +111,10 @@ static const char *s_err(const ProtobufCMessageDescriptor *d, const char *json)
         snprintf(err, sizeof err, "*out not NULL on failure");
     else if (strchr(err, '\n'))
         snprintf(err, sizeof err, "message has a newline");
+    json_t *utf8 = json_string(err); /* NULL unless well-formed UTF-8 */
+    if (!utf8)
+        snprintf(err, sizeof err, "message is not UTF-8");
+    json_decref(utf8);
     return err;
 }
 
@@ -346,6 +351,15 @@ TEST(map_repeated_key_from_wire_last_wins)
     CHECK_INT(svc_json_to_pb(AT, json, strlen(json), &back, NULL, 0), 0);
     protobuf_c_message_free_unpacked(back, NULL);
     free(json);
+    /* keys that differ only in ill-formed bytes are one key once written */
+    e[0].key = "\xff";
+    e[1].key = "\xfe";
+    m.n_tags = 2;
+    json = svc_pb_to_json(&m.base, NULL);
+    CHECK(json && strstr(json, "\"tags\":{\"\xef\xbf\xbd\":\"x\"}") != NULL);
+    CHECK_INT(svc_json_to_pb(AT, json, strlen(json), &back, NULL, 0), 0);
+    protobuf_c_message_free_unpacked(back, NULL);
+    free(json);
 }
 
 TEST(oneof_members)
@@ -497,6 +511,17 @@ TEST(unknown_fields_rejected)
               "field \"r_inner[2].x\": unknown field of message \"testmsg.Inner\"");
     /* one line even when the key holds a newline */
     CHECK_STR(s_err(AT, "{\"a\\nb\":1}"), "field \"a?b\": unknown field of message \"testmsg.AllTypes\"");
+    CHECK_STR(s_err(AT, "{\"gr\u00f6\u00dfe\":1}"),
+              "field \"gr\xc3\xb6\xc3\x9f" "e\": unknown field of message \"testmsg.AllTypes\"");
+    /* a long key is cut, and a character cut in half does not leave bad UTF-8 */
+    char json[256] = "{\"a", want[256] = "field \"a";
+    for (int i = 0; i < 40; i++)
+        strcat(json, "\xc3\xa9");
+    for (int i = 0; i < 31; i++)
+        strcat(want, "\xc3\xa9");
+    strcat(json, "\":1}");
+    strcat(want, "?\": unknown field of message \"testmsg.AllTypes\"");
+    CHECK_STR(s_err(AT, json), want);
 }
 
 TEST(wrong_types_rejected)

@@ -27,7 +27,7 @@ TEST(decode_valid_request)
     size_t n = s_pack(&h, buf);
     Svc__Header *out = NULL;
     char err[128] = "";
-    CHECK_INT(svc__wire_decode("SVC01", 5, buf, n, &out, err, sizeof err), 0);
+    CHECK_INT(svc__wire_decode("SVC01", 5, buf, n, &out, NULL, err, sizeof err), 0);
     CHECK(out != NULL);
     if (out) {
         CHECK_INT(out->id, 42);
@@ -43,10 +43,10 @@ TEST(decode_rejects_bad_signature)
     uint8_t buf[] = { 0x08, 0x01 };
     Svc__Header *out = NULL;
     char err[128] = "";
-    CHECK_INT(svc__wire_decode("SVC02", 5, buf, sizeof buf, &out, err, sizeof err), SVC_EPROTO);
+    CHECK_INT(svc__wire_decode("SVC02", 5, buf, sizeof buf, &out, NULL, err, sizeof err), SVC_EPROTO);
     CHECK(out == NULL);
     CHECK(strstr(err, "signature") != NULL);
-    CHECK_INT(svc__wire_decode("SVC0", 4, buf, sizeof buf, &out, err, sizeof err), SVC_EPROTO);
+    CHECK_INT(svc__wire_decode("SVC0", 4, buf, sizeof buf, &out, NULL, err, sizeof err), SVC_EPROTO);
 }
 
 TEST(decode_rejects_truncated_and_garbage_headers)
@@ -60,11 +60,11 @@ TEST(decode_rejects_truncated_and_garbage_headers)
     Svc__Header *out = NULL;
     char err[128] = "";
     /* Cut inside the endpoint string: the length prefix overruns. */
-    CHECK_INT(svc__wire_decode("SVC01", 5, buf, n - 3, &out, err, sizeof err), SVC_EPROTO);
+    CHECK_INT(svc__wire_decode("SVC01", 5, buf, n - 3, &out, NULL, err, sizeof err), SVC_EPROTO);
     CHECK(out == NULL);
     uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 };
-    CHECK_INT(svc__wire_decode("SVC01", 5, garbage, sizeof garbage, &out, err, sizeof err), SVC_EPROTO);
-    CHECK_INT(svc__wire_decode("SVC01", 5, buf, 0, &out, err, sizeof err), SVC_EPROTO);
+    CHECK_INT(svc__wire_decode("SVC01", 5, garbage, sizeof garbage, &out, NULL, err, sizeof err), SVC_EPROTO);
+    CHECK_INT(svc__wire_decode("SVC01", 5, buf, 0, &out, NULL, err, sizeof err), SVC_EPROTO);
     CHECK(strstr(err, "empty header") != NULL);
 }
 
@@ -75,15 +75,18 @@ TEST(decode_enforces_kind_rules)
     char err[128] = "";
     Svc__Header h = SVC__HEADER__INIT;
     h.kind = SVC__KIND__REQUEST;          /* no service/endpoint */
-    CHECK_INT(svc__wire_decode("SVC01", 5, buf, s_pack(&h, buf), &out, err, sizeof err), SVC_EPROTO);
+    h.id = 77;
+    uint64_t id = 0;
+    CHECK_INT(svc__wire_decode("SVC01", 5, buf, s_pack(&h, buf), &out, &id, err, sizeof err), SVC_EPROTO);
     CHECK(strstr(err, "service or endpoint") != NULL);
+    CHECK_INT(id, 77);   /* so the error answer can name the call */
     h.kind = SVC__KIND__ERROR;            /* no error */
-    CHECK_INT(svc__wire_decode("SVC01", 5, buf, s_pack(&h, buf), &out, err, sizeof err), SVC_EPROTO);
+    CHECK_INT(svc__wire_decode("SVC01", 5, buf, s_pack(&h, buf), &out, NULL, err, sizeof err), SVC_EPROTO);
     h.kind = (Svc__Kind)99;               /* unknown kind */
-    CHECK_INT(svc__wire_decode("SVC01", 5, buf, s_pack(&h, buf), &out, err, sizeof err), SVC_EPROTO);
+    CHECK_INT(svc__wire_decode("SVC01", 5, buf, s_pack(&h, buf), &out, NULL, err, sizeof err), SVC_EPROTO);
     CHECK(strstr(err, "unknown message kind") != NULL);
     h.kind = SVC__KIND__PING;
-    CHECK_INT(svc__wire_decode("SVC01", 5, buf, s_pack(&h, buf), &out, err, sizeof err), 0);
+    CHECK_INT(svc__wire_decode("SVC01", 5, buf, s_pack(&h, buf), &out, NULL, err, sizeof err), 0);
     svc__header_free(out);
 }
 
@@ -111,6 +114,7 @@ TEST(send_and_receive_over_inproc)
     CHECK_INT(len, 4);
     CHECK(body && memcmp(body, "body", 4) == 0);
     CHECK_STR(svc__header_meta(m.hdr, "Micro-Trace-Id"), "t1");
+    CHECK_INT(m.hdr->n_metadata, 1);
     CHECK(svc__header_meta(m.hdr, "missing") == NULL);
     CHECK(svc__msg_route(&m) != NULL);
     /* Answer through the route; the dealer receives it without one. */
@@ -138,9 +142,9 @@ TEST(receive_rejects_malformed_multipart)
     CHECK_INT(svc__msg_recv(b, &m, 0, true, err, sizeof err), SVC_EPROTO);
     CHECK(strstr(err, "no header") != NULL);
     svc__msg_close(&m);
-    /* Too many frames: all are consumed, the next message is intact. */
-    for (int i = 0; i < 6; i++)
-        zmq_send(a, "x", 1, i < 5 ? ZMQ_SNDMORE : 0);
+    /* Too many frames (4 after the routing id): all are consumed, the next message is intact. */
+    for (int i = 0; i < 4; i++)
+        zmq_send(a, "x", 1, i < 3 ? ZMQ_SNDMORE : 0);
     CHECK_INT(svc__msg_recv(b, &m, 0, true, err, sizeof err), SVC_EPROTO);
     CHECK(strstr(err, "too many frames") != NULL);
     svc__msg_close(&m);
