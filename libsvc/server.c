@@ -293,8 +293,14 @@ static void s_drain_in(svc_service *s)
             /* Answer in our protocol only if the peer speaks it. */
             zmq_msg_t *sig = m.nframes > 1 ? &m.frames[1] : NULL;
             if (sig && zmq_msg_size(sig) == SVC_WIRE_SIGNATURE_LEN &&
-                memcmp(zmq_msg_data(sig), SVC_WIRE_SIGNATURE, SVC_WIRE_SIGNATURE_LEN) == 0)
-                s_reply_error(s, &m, 400, "malformed message: %s%s", why, "");
+                memcmp(zmq_msg_data(sig), SVC_WIRE_SIGNATURE, SVC_WIRE_SIGNATURE_LEN) == 0) {
+                svc__out *o = svc__error_out(s, svc__msg_route(&m), m.bad_id, 400,
+                                             "malformed message: %s", why);
+                if (o) {
+                    o->is_error = false;   /* not a call: not in the stats */
+                    svc__server_send(s, o);
+                }
+            }
             svc__msg_close(&m);
             continue;
         }
