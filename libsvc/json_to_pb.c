@@ -185,7 +185,8 @@ static int s_int_store(const s_dec *d, const s_path *p, ProtobufCType t, bool ne
         neg_max = svc__pb_is_signed(t) ? (uint64_t)INT32_MAX + 1 : 0;
     }
     if (neg ? mag > neg_max : mag > pos_max)
-        return s_fail(d, SVC_ECODEC, p, "value %.40s out of range for %s", text, svc__pb_type_name(t));
+        return s_fail(d, SVC_ECODEC, p, "value %.40s out of range for %s", text,
+                      svc__pb_type_name(t));
     int64_t sv = !neg ? (int64_t)mag : mag == 0 ? 0 : -(int64_t)(mag - 1) - 1;
     if (svc__pb_is_64bit(t) && svc__pb_is_signed(t))
         out->i64 = sv;
@@ -202,7 +203,8 @@ static int s_int_store(const s_dec *d, const s_path *p, ProtobufCType t, bool ne
  * Integers: JSON integers, integral reals (1e3) and, for 64-bit types,
  * decimal strings.
  */
-static int s_parse_int(const s_dec *d, const s_path *p, json_t *v, ProtobufCType t, svc__pbvalue *out)
+static int s_parse_int(const s_dec *d, const s_path *p, json_t *v, ProtobufCType t,
+                       svc__pbvalue *out)
 {
     char text[48];
     bool neg;
@@ -218,7 +220,8 @@ static int s_parse_int(const s_dec *d, const s_path *p, json_t *v, ProtobufCType
         if (!(x == trunc(x)))
             return s_fail(d, SVC_ECODEC, p, "expected integer, got fractional number %s", text);
         if (fabs(x) >= 18446744073709551616.0)
-            return s_fail(d, SVC_ECODEC, p, "value %s out of range for %s", text, svc__pb_type_name(t));
+            return s_fail(d, SVC_ECODEC, p, "value %s out of range for %s", text,
+                          svc__pb_type_name(t));
         neg = x < 0;
         mag = (uint64_t)fabs(x);
     } else if (json_is_string(v) && svc__pb_is_64bit(t)) {
@@ -227,7 +230,8 @@ static int s_parse_int(const s_dec *d, const s_path *p, json_t *v, ProtobufCType
         if (rc == -1)
             return s_fail(d, SVC_ECODEC, p, "expected integer, got string \"%.40s\"", s);
         if (rc == -2)
-            return s_fail(d, SVC_ECODEC, p, "value %.40s out of range for %s", s, svc__pb_type_name(t));
+            return s_fail(d, SVC_ECODEC, p, "value %.40s out of range for %s", s,
+                          svc__pb_type_name(t));
         snprintf(text, sizeof text, "%s", s);
     } else {
         return s_fail(d, SVC_ECODEC, p, "expected integer%s, got %s",
@@ -237,7 +241,8 @@ static int s_parse_int(const s_dec *d, const s_path *p, json_t *v, ProtobufCType
 }
 
 /* float/double: numbers, or "NaN", "Infinity", "-Infinity". */
-static int s_parse_float(const s_dec *d, const s_path *p, json_t *v, ProtobufCType t, svc__pbvalue *out)
+static int s_parse_float(const s_dec *d, const s_path *p, json_t *v, ProtobufCType t,
+                         svc__pbvalue *out)
 {
     double x;
     if (json_is_integer(v)) {

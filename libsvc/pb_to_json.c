@@ -113,10 +113,11 @@ static void s_put_string(s_out *o, const char *str)
 }
 
 /*
- * Writes x: NaN and infinities as strings, finite numbers in the shortest
- * %g form that reads back as x (as float when is_float), with '.' whatever
- * the locale.  -0 is "-0.0", so that it does not read back as the integer
- * 0, unless signed_zero is false.
+ * Writes x: NaN and infinities as strings, finite numbers in the first of
+ * %.6g..%.9g (float) or %.15g..%.17g (double) that reads back as x, with '.'
+ * whatever the locale.  %g drops trailing zeros, so that is the shortest
+ * form for all but subnormal floats.  -0 is "-0.0", so that it does not
+ * read back as the integer 0, unless signed_zero is false.
  */
 static void s_put_real(s_out *o, double x, bool is_float, bool signed_zero)
 {
@@ -203,7 +204,8 @@ static void s_put_int(s_out *o, ProtobufCType t, const svc__pbvalue *v, bool quo
  */
 static void s_put_value(s_out *o, const ProtobufCFieldDescriptor *f, const void *p)
 {
-    bool signed_zero = f->label != PROTOBUF_C_LABEL_NONE || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF);
+    bool signed_zero =
+        f->label != PROTOBUF_C_LABEL_NONE || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF);
     svc__pbvalue v;
     memcpy(&v, p, svc__pb_type_size(f->type));
     switch (f->type) {

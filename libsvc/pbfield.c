@@ -22,7 +22,6 @@ const char *svc__pb_type_name(ProtobufCType t)
     return "unknown";
 }
 
-/* Bytes one value of type t occupies in a message or a repeated array. */
 size_t svc__pb_type_size(ProtobufCType t)
 {
     switch (t) {
@@ -72,10 +71,7 @@ static bool s_is_key_type(ProtobufCType t)
            t != PROTOBUF_C_TYPE_MESSAGE;
 }
 
-/*
- * True when md is a map entry: named "...Entry", with exactly the fields
- * key = 1 (an integer, bool or string) and value = 2, neither repeated.
- */
+/* True when md is a map entry; see svc__pb_is_map_field(). */
 static bool s_is_map_entry(const ProtobufCMessageDescriptor *md)
 {
     size_t n = md->short_name ? strlen(md->short_name) : 0;
@@ -95,10 +91,6 @@ bool svc__pb_is_map_field(const ProtobufCFieldDescriptor *f)
            s_is_map_entry(f->descriptor);
 }
 
-/*
- * Stores a parsed value in m's field f and marks it present: the oneof case,
- * or the has_ flag of an optional scalar.
- */
 void svc__pb_store(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const svc__pbvalue *v)
 {
     memcpy(svc__pb_member(m, f->offset), v, svc__pb_type_size(f->type));
@@ -108,11 +100,6 @@ void svc__pb_store(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const
         *(protobuf_c_boolean *)svc__pb_member(m, f->quantifier_offset) = 1;
 }
 
-/*
- * Whether field f of m is written: not for a oneof member that is not the
- * chosen one, an absent optional field, or an absent message.  Pointers
- * equal to the default value count as absent, as protobuf-c packs them.
- */
 bool svc__pb_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
     bool is_ptr = f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE;
@@ -128,7 +115,8 @@ bool svc__pb_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *
     case PROTOBUF_C_LABEL_OPTIONAL:
         if (is_ptr)
             return ptr && ptr != f->default_value;
-        return !f->quantifier_offset || *(const protobuf_c_boolean *)svc__pb_cmember(m, f->quantifier_offset);
+        return !f->quantifier_offset ||
+               *(const protobuf_c_boolean *)svc__pb_cmember(m, f->quantifier_offset);
     default:
         return f->type != PROTOBUF_C_TYPE_MESSAGE || ptr;
     }

@@ -17,7 +17,7 @@
  *     any integer type; strings are "-?[0-9]+" only.  A uint64 above
  *     2^63-1 must be a string: the JSON parser holds numbers as int64.)
  *   - float/double: numbers; "NaN", "Infinity", "-Infinity" as strings.
- *     (Output is the shortest text that reads back to the same value; a
+ *     (Output is the shortest decimal that reads back to the same value; a
  *     float outside float's range is an error.  -0 is written as -0.0,
  *     except in a proto3 singular field, where protobuf-c's packer drops
  *     it as the default: there it is written as 0, as the wire has it.)

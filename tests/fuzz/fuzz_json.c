@@ -29,9 +29,10 @@ static void s_die(const char *what, const char *a, const char *b)
 /* Decodes JSON text that the codec itself wrote; it must be accepted. */
 static ProtobufCMessage *s_reread(const char *json)
 {
+    const ProtobufCMessageDescriptor *desc = &testmsg__all_types__descriptor;
     ProtobufCMessage *m = NULL;
     char err[256];
-    if (svc_json_to_pb(&testmsg__all_types__descriptor, json, strlen(json), &m, err, sizeof err) != 0)
+    if (svc_json_to_pb(desc, json, strlen(json), &m, err, sizeof err) != 0)
         s_die("codec refused its own output", json, err);
     return m;
 }

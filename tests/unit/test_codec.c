@@ -318,7 +318,8 @@ TEST(maps_are_objects)
              "\"tags\":{\"a\":\"1\"},\"by_id\":{\"-5\":{\"count\":5,\"label\":\"\"},"
              "\"7\":{\"count\":0,\"label\":\"\"}},\"colors\":{\"18446744073709551615\":\"COLOR_RED\"},"
              "\"flags\":{\"true\":\"QQ==\",\"false\":\"\"}}");
-    CHECK_STR(s_err(AT, "{\"by_id\":{\"x\":{}}}"), "field \"by_id[x]\": map key is not a decimal int32");
+    CHECK_STR(s_err(AT, "{\"by_id\":{\"x\":{}}}"),
+              "field \"by_id[x]\": map key is not a decimal int32");
     CHECK_STR(s_err(AT, "{\"by_id\":{\"2147483648\":{}}}"),
               "field \"by_id[2147483648]\": value 2147483648 out of range for int32");
     CHECK_STR(s_err(AT, "{\"colors\":{\"-1\":1}}"),
@@ -411,8 +412,10 @@ TEST(float_special_values_and_shortest_text)
              "{" DEFAULTS_HEAD ",\"r_int32\":[],\"r_int64\":[],\"r_uint64\":[],\"r_float\":[-0.0],"
              "\"r_double\":[],\"r_bool\":[],\"r_string\":[],\"r_bytes\":[],\"r_enum\":[],"
              "\"r_inner\":[]," DEFAULTS_MAPS "}");
-    CHECK_STR(s_err(AT, "{\"f_double\":\"nan\"}"), "field \"f_double\": expected number, got string \"nan\"");
-    CHECK_STR(s_err(AT, "{\"f_double\":\"1.5\"}"), "field \"f_double\": expected number, got string \"1.5\"");
+    CHECK_STR(s_err(AT, "{\"f_double\":\"nan\"}"),
+              "field \"f_double\": expected number, got string \"nan\"");
+    CHECK_STR(s_err(AT, "{\"f_double\":\"1.5\"}"),
+              "field \"f_double\": expected number, got string \"1.5\"");
     CHECK_STR(s_err(AT, "{\"f_float\":1e39}"), "field \"f_float\": value 1e+39 out of range for float");
     CHECK_STR(s_err(AT, "{\"f_double\":1e308}"), "ok");
 }
@@ -510,7 +513,8 @@ TEST(unknown_fields_rejected)
     CHECK_STR(s_err(AT, "{\"r_inner\":[{},{},{\"x\":1}]}"),
               "field \"r_inner[2].x\": unknown field of message \"testmsg.Inner\"");
     /* one line even when the key holds a newline */
-    CHECK_STR(s_err(AT, "{\"a\\nb\":1}"), "field \"a?b\": unknown field of message \"testmsg.AllTypes\"");
+    CHECK_STR(s_err(AT, "{\"a\\nb\":1}"),
+              "field \"a?b\": unknown field of message \"testmsg.AllTypes\"");
     CHECK_STR(s_err(AT, "{\"gr\u00f6\u00dfe\":1}"),
               "field \"gr\xc3\xb6\xc3\x9f" "e\": unknown field of message \"testmsg.AllTypes\"");
     /* a long key is cut, and a character cut in half does not leave bad UTF-8 */
@@ -566,7 +570,8 @@ TEST(integer_ranges)
         { "{\"f_int32\":2147483647}", "ok" },
         { "{\"f_int32\":-2147483648}", "ok" },
         { "{\"f_int32\":2147483648}", "field \"f_int32\": value 2147483648 out of range for int32" },
-        { "{\"f_sint32\":-2147483649}", "field \"f_sint32\": value -2147483649 out of range for sint32" },
+        { "{\"f_sint32\":-2147483649}",
+          "field \"f_sint32\": value -2147483649 out of range for sint32" },
         { "{\"f_uint32\":4294967295}", "ok" },
         { "{\"f_uint32\":4294967296}", "field \"f_uint32\": value 4294967296 out of range for uint32" },
         { "{\"f_fixed32\":-1}", "field \"f_fixed32\": value -1 out of range for fixed32" },
@@ -595,7 +600,8 @@ TEST(integer_ranges)
 
 TEST(invalid_json_rejected)
 {
-    CHECK_STR(s_err(AT, "{"), "invalid json at line 1, column 1: string or '}' expected near end of file");
+    CHECK_STR(s_err(AT, "{"),
+              "invalid json at line 1, column 1: string or '}' expected near end of file");
     CHECK(s_starts(s_err(AT, "{\"f_int32\":1,}"), "invalid json at line 1, column 14: "));
     CHECK(s_starts(s_err(AT, "{\"f_int32\":1} x"), "invalid json at line 1, column "));
     CHECK(s_starts(s_err(AT, ""), "invalid json at line 1, column 0: "));
@@ -713,7 +719,8 @@ TEST(proto2_required_and_optional)
     CHECK_STR(s_err(REQ, "{\"name\":\"n\"}"), "field \"id\": required field missing");
     CHECK_STR(s_err(REQ, "{\"id\":1}"), "field \"name\": required field missing");
     CHECK_STR(s_err(REQ, "{\"name\":null,\"id\":1}"), "field \"name\": required field missing");
-    CHECK_STR(s_err(REQ, "{\"name\":\"n\",\"id\":1,\"sub\":{}}"), "field \"sub.x\": required field missing");
+    CHECK_STR(s_err(REQ, "{\"name\":\"n\",\"id\":1,\"sub\":{}}"),
+              "field \"sub.x\": required field missing");
     CHECK_STR(s_err(REQ, "{\"name\":\"n\",\"id\":1,\"subs\":[{\"x\":1},{\"flag\":true}]}"),
               "field \"subs[1].x\": required field missing");
     /* absent optional fields are omitted, defaults or not */
@@ -722,7 +729,9 @@ TEST(proto2_required_and_optional)
     CHECK(r && !r->has_level && r->level == 7 && strcmp(r->note, "none") == 0 && !r->has_blob);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     /* present optional fields are written, even when equal to the default */
-    CHECK_RT(REQ, "{\"name\":\"n\",\"id\":1,\"level\":7,\"note\":\"none\",\"blob\":\"\",\"sub\":{\"x\":2}}",
+    CHECK_RT(REQ,
+             "{\"name\":\"n\",\"id\":1,\"level\":7,\"note\":\"none\",\"blob\":\"\","
+             "\"sub\":{\"x\":2}}",
              "{\"name\":\"n\",\"id\":1,\"level\":7,\"note\":\"none\",\"sub\":{\"x\":2},\"subs\":[],"
              "\"blob\":\"\"}");
     r = (Testmsg2__Req *)s_decode(REQ, "{\"name\":\"\",\"id\":0,\"level\":0}");
@@ -834,8 +843,10 @@ TEST(garbage_protobuf_rejected)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ProtobufCMessage *m = (ProtobufCMessage *)&m;
         char err[128] = "";
-        int rc = svc_codec_decode(SVC_CT_PROTOBUF, AT, cases[i].bytes, cases[i].len, &m, err, sizeof err);
-        if (rc != SVC_ECODEC || m != NULL || !s_starts(err, "invalid protobuf for message \"testmsg.AllTypes\""))
+        int rc = svc_codec_decode(SVC_CT_PROTOBUF, AT, cases[i].bytes, cases[i].len, &m, err,
+                                  sizeof err);
+        if (rc != SVC_ECODEC || m != NULL ||
+            !s_starts(err, "invalid protobuf for message \"testmsg.AllTypes\""))
             test_fail(__FILE__, __LINE__, "case %zu: rc %d, err '%s'", i, rc, err);
     }
 }
@@ -844,7 +855,8 @@ TEST(truncated_protobuf_never_crashes)
 {
     Testmsg__AllTypes *m = (Testmsg__AllTypes *)s_decode(AT,
         "{\"f_string\":\"hello\",\"f_inner\":{\"label\":\"x\",\"child\":{\"count\":3}},"
-        "\"r_inner\":[{\"count\":1}],\"tags\":{\"k\":\"v\"},\"choice_blob\":\"AAAA\",\"f_double\":1.5}");
+        "\"r_inner\":[{\"count\":1}],\"tags\":{\"k\":\"v\"},\"choice_blob\":\"AAAA\","
+        "\"f_double\":1.5}");
     CHECK(m != NULL);
     if (!m)
         return;
