@@ -48,6 +48,15 @@ static int f_service(bm_args *a, const char *v, const char *f) { a->service = v;
 static int f_endpoint(bm_args *a, const char *v, const char *f) { a->endpoint = v; return 0; }
 static int f_address(bm_args *a, const char *v, const char *f) { a->address = v; return 0; }
 static int f_wait(bm_args *a, const char *v, const char *f) { return s_long(v, f, 0, 600000, &a->wait_ms); }
+static int f_label(bm_args *a, const char *v, const char *f)
+{
+    if (!*v || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(v)) {
+        fprintf(stderr, "svc-bench: invalid value \"%s\" for --%s: want lowercase letters, digits, -\n", v, f);
+        return -1;
+    }
+    a->label = v;
+    return 0;
+}
 
 static const s_flag s_flags[] = {
     { BM_F_SECONDS, "seconds", "S", f_seconds, "measure for S seconds (default 3)" },
@@ -58,6 +67,7 @@ static const s_flag s_flags[] = {
     { BM_F_ENDPOINT, "endpoint", "NAME", f_endpoint, "endpoint to call (default Echo.Call)" },
     { BM_F_ADDRESS, "address", "ADDR", f_address, "call this node directly, not via the registry" },
     { BM_F_WAIT, "wait", "MS", f_wait, "wait up to MS for the first answer (default 10000)" },
+    { BM_F_LABEL, "label", "NAME", f_label, "bench name in the result lines (default per command)" },
     { 0, NULL, NULL, NULL, NULL },
 };
 

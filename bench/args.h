@@ -19,6 +19,7 @@ enum {
     BM_F_ENDPOINT = 1 << 5,  /* --endpoint NAME */
     BM_F_ADDRESS  = 1 << 6,  /* --address ADDR */
     BM_F_WAIT     = 1 << 7,  /* --wait MS */
+    BM_F_LABEL    = 1 << 8,  /* --label NAME */
 };
 
 /* Parsed flags; unset ones keep their defaults. */
@@ -31,6 +32,7 @@ typedef struct bm_args {
     const char *endpoint;  /* endpoint called, default "Echo.Call" */
     const char *address;   /* node to call directly (skips the registry), or NULL */
     long wait_ms;          /* how long to wait for the server to answer at all, default 10000 */
+    const char *label;     /* bench name in the result lines, NULL = the command's default */
     const char *positional; /* the one positional argument, if the command takes one */
 } bm_args;
 

@@ -22,7 +22,8 @@ int bm_echo_service(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("svc-bench bench-echo: serves Echo.Call (greeter.HelloRequest{name} -> "
-                   "greeter.HelloResponse{msg: name})\n\n");
+                   "greeter.HelloResponse{msg: name}) on the worker pool, and the same as\n"
+                   "Echo.Inline on the event-loop thread (svc_handle_inline)\n\n");
             break;
         }
     }
@@ -31,7 +32,9 @@ int bm_echo_service(int argc, char **argv)
         return 1;
     int code = 1;
     if (svc_handle(s, "Echo.Call", s_echo, &greeter__hello_request__descriptor,
-                   &greeter__hello_response__descriptor) == 0)
+                   &greeter__hello_response__descriptor) == 0 &&
+        svc_handle_inline(s, "Echo.Inline", s_echo, &greeter__hello_request__descriptor,
+                          &greeter__hello_response__descriptor) == 0)
         code = svc_run(s);
     svc_destroy(&s);
     return code;

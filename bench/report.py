@@ -16,6 +16,7 @@ import os
 import sys
 
 BASELINE = {"svc-unary": "raw-zmq"}   # measured bench -> its baseline
+VARIANTS = ("-inline",)               # svc-unary-inline[-p50] is compared with raw-zmq[-p50]
 GOAL = 0.8                            # svc calls/s over raw, from the issue
 
 
@@ -46,7 +47,11 @@ def pair(rows):
         against = ratio = None
         for svc, raw in BASELINE.items():
             if base.startswith(svc):
-                cand = raw + base[len(svc):] + "." + transport
+                rest = base[len(svc):]
+                for v in VARIANTS:
+                    if rest.startswith(v):
+                        rest = rest[len(v):]
+                cand = raw + rest + "." + transport
                 if cand in by_name and by_name[cand]["value"]:
                     against = cand
                     ratio = round(r["value"] / by_name[cand]["value"], 3)

@@ -33,9 +33,16 @@ done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/svc-bench.XXXXXX")
 pids=()
 
+# Drops a pid that has been reaped from the list of processes to stop.
+forget() {
+    local p keep=()
+    for p in ${pids[@]+"${pids[@]}"}; do [ "$p" = "$1" ] || keep+=("$p"); done
+    pids=(${keep[@]+"${keep[@]}"})
+}
+
 # Stops one process we started: SIGTERM, up to 5 s, then SIGKILL.
 stop() {
-    local pid=$1 i p keep=()
+    local pid=$1 i
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || break
@@ -43,8 +50,7 @@ stop() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    for p in ${pids[@]+"${pids[@]}"}; do [ "$p" = "$pid" ] || keep+=("$p"); done
-    pids=(${keep[@]+"${keep[@]}"})
+    forget "$pid"
 }
 
 cleanup() {
@@ -83,12 +89,18 @@ sys.exit(1)
 PY
 }
 
-# Runs one client with a time limit; its JSON lines go to run-N.jsonl.
+# Runs one client with a time limit; its JSON lines go to run-N.jsonl.  In the
+# background, so that a signal to this script is handled at once.
 n=0
 client() {
+    local pid
     n=$((n + 1))
     timeout $((${secs%.*} + 20)) "$bin/svc-bench" "$@" --seconds "$secs" --size "$size" \
-        >"$tmp/run-$n.jsonl" 2>>"$tmp/client.log" || fail "svc-bench $1 failed"
+        >"$tmp/run-$n.jsonl" 2>>"$tmp/client.log" &
+    pid=$!
+    pids+=($pid)
+    wait "$pid" || { forget "$pid"; fail "svc-bench $1 failed"; }
+    forget "$pid"
 }
 
 port=$(free_port)
@@ -118,6 +130,8 @@ for t in tcp ipc; do
     for r in $(seq "$rounds"); do
         client raw-client "$(head -n1 "$tmp/raw-$t.addr")"
         client svc-client --registry "$registry" --service "bench.echo.$t" --endpoint Echo.Call
+        client svc-client --registry "$registry" --service "bench.echo.$t" --endpoint Echo.Inline \
+            --label svc-unary-inline
     done
     stop "$raw_pid"
     stop "$echo_pid"
@@ -127,6 +141,8 @@ echo "svc-bench: 1 request in flight, ${size}-byte payload, best of $rounds runs
      "(after 0.5 s warm-up each)"
 echo "  svc requests also carry the SVC01 signature and header frames; their protobuf body" \
      "is the payload + 2 bytes"
+echo "  svc-unary: handler on the worker pool (svc_handle, the default);" \
+     "svc-unary-inline: on the event-loop thread (svc_handle_inline)"
 echo
 "$py" bench/report.py "$out" "$tmp"/run-*.jsonl
 echo

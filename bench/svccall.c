@@ -89,7 +89,7 @@ int bm_svc_client(int argc, char **argv)
         "svc-unary.<transport> (calls/s) and svc-unary-p50/-p99.<transport> (us).";
     bm_args a;
     unsigned mask = BM_F_SECONDS | BM_F_WARMUP | BM_F_SIZE | BM_F_REGISTRY | BM_F_SERVICE |
-                    BM_F_ENDPOINT | BM_F_ADDRESS | BM_F_WAIT;
+                    BM_F_ENDPOINT | BM_F_ADDRESS | BM_F_WAIT | BM_F_LABEL;
     int rc = bm_args_parse(argc, argv, mask, NULL, usage, &a);
     if (rc)
         return rc == 1 ? 0 : rc;
@@ -116,7 +116,7 @@ int bm_svc_client(int argc, char **argv)
         s_report_error(&c, rc);
         goto out_release;
     }
-    bm_report rep = { .bench = "svc-unary", .transport = bm_transport(node), .payload = a.size,
+    bm_report rep = { .bench = a.label ? a.label : "svc-unary", .transport = bm_transport(node), .payload = a.size,
                       .note = a.address ? "svc_call to a fixed node address"
                                         : "svc_call by name, cached registry view" };
     bm_report_print(&rep, &r);

@@ -112,6 +112,11 @@ static long s_wait(int64_t deadline_ms)
 
 int svc__conn_ready(svc__conn *c, int64_t deadline_ms)
 {
+    /* Fast path: up and not lost.  A drop since then shows as EAGAIN on the
+     * send (ZMQ_IMMEDIATE), which the caller treats as unreachable; reading
+     * the monitor here would cost a poll and a getpid per call. */
+    if (c->up && !c->lost)
+        return 0;
     int64_t connect_by = svc__now_ms() + SVC_CONNECT_TIMEOUT_MS;
     bool by_deadline = deadline_ms > 0 && deadline_ms < connect_by;
     int64_t until = by_deadline ? deadline_ms : connect_by;
@@ -145,14 +150,17 @@ int svc__conn_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, si
         }
         if (rc != -EAGAIN)
             return rc;
-        s_read_events(c);
-        if (c->lost)
-            return SVC_EUNREACHABLE;
         zmq_pollitem_t items[] = { { c->sock, 0, ZMQ_POLLIN, 0 }, { c->mon, 0, ZMQ_POLLIN, 0 } };
         long wait = s_wait(deadline_ms);
         int n = zmq_poll(items, 2, wait);
         if (n < 0 && errno != EINTR)
             return -errno;
+        /* Monitor events only when it has some: a drop while we wait. */
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN) && !(items[0].revents & ZMQ_POLLIN)) {
+            s_read_events(c);
+            if (c->lost)
+                return SVC_EUNREACHABLE;
+        }
         if (n == 0 && deadline_ms >= 0 && svc__now_ms() >= deadline_ms)
             return SVC_ETIMEOUT;
     }

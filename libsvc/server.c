@@ -79,24 +79,38 @@ svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code
     return o;
 }
 
-/* Logs bad input at most 10 times a second, so a flood cannot flood the log. */
+/* Logs bad input at most about 10 times a second, so a flood cannot flood the log. */
 static void s_log_bad(svc_service *s, const char *what, const char *why)
 {
     int64_t now = svc__now_ms();
-    if (now - s->log_window >= 1000) {
-        s->log_window = now;
-        s->log_count = 0;
+    if (now - atomic_load(&s->log_window) >= 1000) {
+        atomic_store(&s->log_window, now);
+        atomic_store(&s->log_count, 0);
     }
-    if (s->log_count++ < 10)
+    if (atomic_fetch_add(&s->log_count, 1) < 10)
         svc_warn("%s\treason=\"%s\"", what, why);
 }
 
+/* True when the ROUTER has a message to read (sock_mu held). */
+static bool s_input_pending(svc_service *s)
+{
+    int events = 0;
+    size_t sz = sizeof events;
+    return zmq_getsockopt(s->router, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN);
+}
+
 /* Sends o on the ROUTER now (loop thread only) and frees it. */
-void svc__server_send(svc_service *s, svc__out *o)
+bool svc__server_send(svc_service *s, svc__out *o)
 {
     if (o->stream && atomic_load(&o->stream->closed) && !o->ends_stream) {
         svc__out_free(o);
-        return;
+        return false;
+    }
+    pthread_mutex_lock(&s->sock_mu);
+    if (!s->router) {
+        pthread_mutex_unlock(&s->sock_mu);
+        svc__out_free(o);
+        return false;
     }
     zmq_msg_t r;
     zmq_msg_init(&r);
@@ -115,6 +129,8 @@ void svc__server_send(svc_service *s, svc__out *o)
         if (o->body)
             zmq_send(s->router, o->body, o->blen, 0);
     }
+    bool pending = s_input_pending(s);
+    pthread_mutex_unlock(&s->sock_mu);
     if (o->is_error)
         atomic_fetch_add(&s->errors, 1);
     if (o->stream && (o->ends_stream || atomic_load(&o->stream->closed))) {
@@ -122,6 +138,7 @@ void svc__server_send(svc_service *s, svc__out *o)
         svc__stream_unlist(s, o->stream);
     }
     svc__out_free(o);
+    return pending;
 }
 
 void svc__server_push(svc_service *s, svc__out *o)
@@ -277,13 +294,15 @@ static void s_on_ping(svc_service *s, svc__msg *m)
 static void s_drain_in(svc_service *s)
 {
     for (;;) {
-        int events = 0;
-        size_t sz = sizeof events;
-        if (zmq_getsockopt(s->router, ZMQ_EVENTS, &events, &sz) < 0 || !(events & ZMQ_POLLIN))
-            return;
         svc__msg m;
         char why[160] = "";
+        pthread_mutex_lock(&s->sock_mu);
+        if (!s->router || !s_input_pending(s)) {
+            pthread_mutex_unlock(&s->sock_mu);
+            return;
+        }
         int rc = svc__msg_recv(s->router, &m, ZMQ_DONTWAIT, true, why, sizeof why);
+        pthread_mutex_unlock(&s->sock_mu);
         if (rc == -EAGAIN || rc == -EINTR)
             continue;
         if (rc < 0 && rc != SVC_EPROTO)
@@ -406,6 +425,7 @@ static void s_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 void svc__server_begin_drain(svc_service *s)
 {
     s->state = SVC__DEREGISTERING;
+    atomic_store(&s->draining, true);
     svc__registrar_request_stop(s);
     ev_timer_start(s->loop, &s->dereg_timer);
     ev_timer_start(s->loop, &s->drain_timer);
@@ -487,7 +507,9 @@ void svc__server_stop(svc_service *s)
             o = next;
         }
         svc__streams_end_all(s);
+        pthread_mutex_lock(&s->sock_mu);
         svc__socket_close(&s->router);
+        pthread_mutex_unlock(&s->sock_mu);
     }
     /* ZeroMQ removes an ipc socket file asynchronously; make sure it is gone. */
     if (s->bound && strncmp(s->bound, "ipc://", 6) == 0 && s->bound[6] != '@')

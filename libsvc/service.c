@@ -28,6 +28,10 @@ svc_service *svc_new(const char *name, int argc, char **argv)
     s->workers = 16;
     s->drain_s = 10;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->sock_mu, NULL);
+    atomic_init(&s->draining, false);
+    atomic_init(&s->log_window, 0);
+    atomic_init(&s->log_count, 0);
     pthread_cond_init(&s->cv, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -95,6 +99,15 @@ int svc_handle(svc_service *s, const char *endpoint, svc_handler_fn fn,
                const ProtobufCMessageDescriptor *req, const ProtobufCMessageDescriptor *rsp)
 {
     return fn ? s_add(s, endpoint, fn, NULL, req, rsp) : SVC_EINVAL;
+}
+
+int svc_handle_inline(svc_service *s, const char *endpoint, svc_handler_fn fn,
+                      const ProtobufCMessageDescriptor *req, const ProtobufCMessageDescriptor *rsp)
+{
+    int rc = svc_handle(s, endpoint, fn, req, rsp);
+    if (rc == 0)
+        s->eps[s->n_eps - 1].inline_ = true;
+    return rc;
 }
 
 int svc_handle_stream(svc_service *s, const char *endpoint, svc_stream_fn fn,
@@ -297,6 +310,7 @@ void svc_destroy(svc_service **sp)
     if (s->reg_service)
         svc__registry__service__free_unpacked(s->reg_service, NULL);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->sock_mu);
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->reg_cv);
     free(s);

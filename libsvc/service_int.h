@@ -10,9 +10,15 @@
  *   debug.c      Debug.Health and Debug.Stats
  *   schema.c     endpoint request/response descriptions for the registry
  *
- * Threads: the loop thread owns the ROUTER socket, the stream list and all
- * libev watchers; workers take jobs from `jobs` and put answers on `out`
- * (both under `mu`), then wake the loop with `wake`.
+ * Threads: the loop thread owns the stream list and all libev watchers and
+ * receives on the ROUTER; workers take jobs from `jobs` (under `mu`).  A
+ * worker sends a unary answer itself, on the ROUTER under `sock_mu` (a
+ * ZeroMQ socket may change threads behind a full memory barrier), which
+ * saves a thread hop per call; stream messages go through `out` (under
+ * `mu`) and the loop thread, which keeps each stream's order and its list.
+ * A worker wakes the loop (`wake`) when it queued something, when input
+ * may be pending after its send (ZMQ_FD is edge-triggered), or while the
+ * server drains.
  */
 #ifndef SVC__SERVICE_INT_H
 #define SVC__SERVICE_INT_H
@@ -103,7 +109,9 @@ struct svc_service {
     bool drain_timed_out;       /* the loop ended with requests in flight */
     bool abandoned;             /* handlers never returned: keep shared state alive */
     svc_stream *streams;
-    int64_t log_window, log_count; /* rate limit for bad-input logs */
+    atomic_llong log_window, log_count; /* rate limit for bad-input logs */
+    pthread_mutex_t sock_mu;    /* every use of `router` */
+    atomic_bool draining;       /* stop asked: workers always wake the loop */
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -137,7 +145,12 @@ int svc__options_parse(svc_service *s, int argc, char **argv);
 int svc__server_start(svc_service *s);          /* bind + watchers; 0 or <0 (logged) */
 void svc__server_stop(svc_service *s);          /* close socket, release watchers */
 void svc__server_push(svc_service *s, svc__out *o);  /* any thread; takes o */
-void svc__server_send(svc_service *s, svc__out *o);  /* loop thread: send now; takes o */
+/*
+ * Sends o now and frees it.  Any thread for unary answers; stream messages
+ * only on the loop thread.  Returns true when input is waiting on the
+ * socket, which the loop must then be woken to read.
+ */
+bool svc__server_send(svc_service *s, svc__out *o);
 void svc__server_begin_drain(svc_service *s);   /* loop thread */
 int svc__pack_out(svc__out *o, const zmq_msg_t *route, const Svc__Header *h,
                   const void *body, size_t blen);

@@ -161,8 +161,14 @@ static void *s_worker(void *arg)
 
         svc__out *o = svc__handle(s, j, &client);
         svc__job_free(j);
-        /* In-flight drops under the lock with the push, so the loop never
-         * sees "no jobs, nothing in flight, nothing to send" too early; the
+        /* A unary answer goes out from here; a stream's through the loop. */
+        bool wake = false;
+        if (o && !o->stream) {
+            wake = svc__server_send(s, o);
+            o = NULL;
+        }
+        /* In-flight drops under the lock, after the send, so a draining
+         * loop never sees "nothing in flight" with an answer unsent; the
          * wake-up too, so it never touches a loop that is gone (out_open). */
         pthread_mutex_lock(&s->mu);
         atomic_fetch_sub(&s->inflight, 1);
@@ -174,9 +180,11 @@ static void *s_worker(void *arg)
                     s->out = o;
                 s->out_tail = o;
                 s->n_out++;
+                wake = true;
+                o = NULL;
             }
-            ev_async_send(s->loop, &s->wake);
-            o = NULL;
+            if (wake || atomic_load(&s->draining))
+                ev_async_send(s->loop, &s->wake);
         }
         pthread_mutex_unlock(&s->mu);
         svc__out_free(o);
@@ -290,6 +298,12 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
                  ProtobufCMessage **rsp, const svc_call_opts *opts, svc_error *err)
 {
     svc_call_opts o = opts ? *opts : (svc_call_opts){ 0 };
+    if (ctx->ep->inline_) {
+        *rsp = NULL;
+        svc_error_set(err, ctx->svc->name, 500, "inline handler of \"%s\" must not call other "
+                      "services (register it with svc_handle)", ctx->ep->name);
+        return SVC_EINVAL;
+    }
     int left = svc_ctx_remaining_ms(ctx);
     if (left == 0) {
         *rsp = NULL;

@@ -5,6 +5,8 @@
  *   Test.Relay  {service, ms, name} calls onward (Test.Sleep of service, or
  *                                   greeter Say.Hello), answers what it got
  *   Test.Meta   {key}              answers the request's metadata value
+ *   Test.InlineRelay               Test.Relay registered with svc_handle_inline:
+ *                                   its onward call must be refused
  *
  * Takes every svc service option (svc-testsvc --help).
  */
@@ -88,6 +90,8 @@ int main(int argc, char **argv)
                &testsvc__sleep_response__descriptor);
     svc_handle(s_svc, "Test.Relay", s_relay, &testsvc__relay_request__descriptor,
                &testsvc__relay_response__descriptor);
+    svc_handle_inline(s_svc, "Test.InlineRelay", s_relay, &testsvc__relay_request__descriptor,
+                      &testsvc__relay_response__descriptor);
     svc_handle(s_svc, "Test.Meta", s_meta, &testsvc__meta_request__descriptor,
                &testsvc__meta_response__descriptor);
     int code = svc_run(s_svc);

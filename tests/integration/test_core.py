@@ -252,6 +252,19 @@ def test_handler_calls_onward_with_metadata_and_deadline(p):
     check(r.elapsed < 1.0, "deadline not propagated: %.2fs" % r.elapsed)
 
 
+def test_inline_handler_cannot_block_on_onward_calls(p):
+    p.start_registry()
+    p.start_service("greeter", wait_name="greeter")
+    p.start_service("svc-testsvc", wait_name="testsvc")
+    r = p.ctl("call", "testsvc", "Test.InlineRelay", '{"name":"x"}')
+    check(r.code == 0, "inline relay: %r" % r)
+    out = r.json()
+    check(out["error_code"] == 500 and "must not call other services" in out["msg"],
+          "an inline handler's onward call should be refused: %r" % out)
+    r = p.ctl("call", "testsvc", "Test.Relay", '{"name":"x"}')
+    check(r.code == 0 and r.json()["msg"] == "Hello x", "pool relay: %r" % r)
+
+
 def test_no_leftovers_after_clean_stop(p):
     reg = p.start_registry()
     gs = [p.start_service("greeter", "--address", "ipc://%s/g%d" % (p.dir, i), wait_name="greeter")
