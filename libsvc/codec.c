@@ -76,6 +76,9 @@ static const char *s_pb_scan(const ProtobufCMessageDescriptor *md, const uint8_t
         uint64_t tag, n;
         if (!s_varint(p, len, &i, &tag))
             return "truncated tag";
+        /* protobuf-c takes field number 0 in an over-long tag; the spec does not. */
+        if (tag >> 3 == 0 || tag >> 3 > 536870911)
+            return "invalid field number";
         switch (tag & 7) {
         case 0:
             if (!s_varint(p, len, &i, &n))

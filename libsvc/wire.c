@@ -40,6 +40,14 @@ int svc__wire_decode(const void *sig, size_t siglen, const void *hdr, size_t hdr
     }
     if (id)
         *id = h->id;
+    /* protobuf-c keeps field number 0 from an over-long tag as an unknown
+     * field, though no valid protobuf has it (found by fuzz_wire). */
+    for (size_t i = 0; i < h->base.n_unknown_fields; i++) {
+        if (h->base.unknown_fields[i].tag == 0) {
+            s_err(err, errlen, "header has a field numbered 0");
+            goto out_free;
+        }
+    }
     switch (h->kind) {
     case SVC__KIND__REQUEST:
     case SVC__KIND__STREAM_OPEN:

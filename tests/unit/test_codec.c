@@ -839,6 +839,8 @@ TEST(garbage_protobuf_rejected)
         { "\x0b\x0c", 2 },                   /* group wire types */
         { "\x8a\x01\x02\x08", 4 },           /* f_inner cut short inside */
         { "\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12 }, /* 11-byte varint */
+        { "\x85\x00\x00\x00\xf1\x30", 6 },   /* field number 0 in an over-long tag */
+        { "\x8a\x01\x06\x85\x00\x01\x02\x03\x04", 9 }, /* the same inside f_inner */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ProtobufCMessage *m = (ProtobufCMessage *)&m;

@@ -68,6 +68,19 @@ TEST(decode_rejects_truncated_and_garbage_headers)
     CHECK(strstr(err, "empty header") != NULL);
 }
 
+TEST(decode_rejects_field_number_zero)
+{
+    /* A valid REQUEST plus an unknown field whose over-long tag 85 00 says
+     * field 0: protobuf-c unpacks it, but it cannot be packed back. */
+    static const uint8_t hdr[] = { 0x08, 0x01, 0x1a, 0x01, 's', 0x22, 0x03, 'A', '.', 'B',
+                                   0x85, 0x00, 0x00, 0x00, 0xf1, 0x30 };
+    Svc__Header *out = NULL;
+    char err[128] = "";
+    CHECK_INT(svc__wire_decode("SVC01", 5, hdr, sizeof hdr, &out, NULL, err, sizeof err), SVC_EPROTO);
+    CHECK(out == NULL);
+    CHECK_STR(err, "header has a field numbered 0");
+}
+
 TEST(decode_enforces_kind_rules)
 {
     uint8_t buf[256];
@@ -202,6 +215,7 @@ static const test_case tests[] = {
     T(decode_valid_request),
     T(decode_rejects_bad_signature),
     T(decode_rejects_truncated_and_garbage_headers),
+    T(decode_rejects_field_number_zero),
     T(decode_enforces_kind_rules),
     T(send_and_receive_over_inproc),
     T(receive_rejects_malformed_multipart),
