@@ -46,6 +46,9 @@ json_t *ctl_registry(const ctl_opts *o, svc_client *c, const char *endpoint, jso
         *code = 1;
         if (err.code == 404)
             ctl_err("%s", err.detail);
+        else if (rc == SVC_EUNREACHABLE)
+            ctl_err("registry at \"%s\" is unreachable: is registryd running? (set --registry "
+                    "or SVC_REGISTRY_ADDRESS)", svc_client_registry(c));
         else
             ctl_print_error("registry", &err);
     }

@@ -159,6 +159,9 @@ def test_errors_are_clear_and_exit_nonzero(p):
           "detail": "name must not be empty", "status": "Bad Request"}, "handler error: %r" % r)
     r = p.ctl("service", "nosuch")
     check(r.code == 1 and 'service "nosuch" not found' in r.err, "service nosuch: %r" % r)
+    r = p.ctl("--registry", "ipc://%s/no-registry" % p.dir, "services")
+    check(r.code == 1 and "is unreachable: is registryd running?" in r.err and r.elapsed < 2,
+          "no registry: %r" % r)
     r = p.ctl("frobnicate")
     check(r.code == 64 and 'unknown verb "frobnicate"' in r.err, "bad verb: %r" % r)
     r = p.ctl("call", "greeter")
