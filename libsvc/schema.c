@@ -3,27 +3,11 @@
  * tree, so `svcctl service NAME` can show each endpoint's fields.
  */
 #include "service_int.h"
+#include "pbfield.h"
 #include "svc/codec.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static const char *s_scalar_name(ProtobufCType t)
-{
-    static const char *names[] = {
-        [PROTOBUF_C_TYPE_INT32] = "int32",       [PROTOBUF_C_TYPE_SINT32] = "sint32",
-        [PROTOBUF_C_TYPE_SFIXED32] = "sfixed32", [PROTOBUF_C_TYPE_INT64] = "int64",
-        [PROTOBUF_C_TYPE_SINT64] = "sint64",     [PROTOBUF_C_TYPE_SFIXED64] = "sfixed64",
-        [PROTOBUF_C_TYPE_UINT32] = "uint32",     [PROTOBUF_C_TYPE_FIXED32] = "fixed32",
-        [PROTOBUF_C_TYPE_UINT64] = "uint64",     [PROTOBUF_C_TYPE_FIXED64] = "fixed64",
-        [PROTOBUF_C_TYPE_FLOAT] = "float",       [PROTOBUF_C_TYPE_DOUBLE] = "double",
-        [PROTOBUF_C_TYPE_BOOL] = "bool",         [PROTOBUF_C_TYPE_STRING] = "string",
-        [PROTOBUF_C_TYPE_BYTES] = "bytes",
-    };
-    if ((size_t)t < sizeof names / sizeof *names && names[t])
-        return names[t];
-    return "unknown";
-}
 
 static Svc__Registry__Value *s_value(const char *name, const char *type)
 {
@@ -59,7 +43,7 @@ static int s_fields(Svc__Registry__Value *v, const ProtobufCMessageDescriptor *d
                                ? ((const ProtobufCMessageDescriptor *)f->descriptor)->name
                            : f->type == PROTOBUF_C_TYPE_ENUM
                                ? ((const ProtobufCEnumDescriptor *)f->descriptor)->name
-                               : s_scalar_name(f->type);
+                               : svc__pb_type_name(f->type);
         Svc__Registry__Value *fv = s_value(f->name, type);
         if (!fv)
             return -1;

@@ -141,6 +141,38 @@ bool svc__server_send(svc_service *s, svc__out *o)
     return pending;
 }
 
+void svc__out_append(svc_service *s, svc__out *o)
+{
+    if (s->out_tail)
+        s->out_tail->next = o;
+    else
+        s->out = o;
+    s->out_tail = o;
+    s->n_out++;
+}
+
+/* Takes every queued out off the queue (mu held); optionally closes it. */
+static svc__out *s_take_outs(svc_service *s, bool close)
+{
+    svc__out *o = s->out;
+    s->out = s->out_tail = NULL;
+    s->n_out = 0;
+    if (close)
+        s->out_open = false;
+    return o;
+}
+
+/* Sends a list of outs taken off the queue (loop thread). */
+static void s_send_all(svc_service *s, svc__out *o)
+{
+    while (o) {
+        svc__out *next = o->next;
+        o->next = NULL;
+        svc__server_send(s, o);
+        o = next;
+    }
+}
+
 void svc__server_push(svc_service *s, svc__out *o)
 {
     pthread_mutex_lock(&s->mu);
@@ -150,12 +182,7 @@ void svc__server_push(svc_service *s, svc__out *o)
         svc__out_free(o);
         return;
     }
-    if (s->out_tail)
-        s->out_tail->next = o;
-    else
-        s->out = o;
-    s->out_tail = o;
-    s->n_out++;
+    svc__out_append(s, o);
     ev_async_send(s->loop, &s->wake);
     pthread_mutex_unlock(&s->mu);
 }
@@ -364,18 +391,11 @@ static void s_on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
     svc_service *s = w->data;
     pthread_mutex_lock(&s->mu);
-    svc__out *o = s->out;
-    s->out = s->out_tail = NULL;
-    s->n_out = 0;
+    svc__out *o = s_take_outs(s, false);
     bool stop = atomic_load(&s->stop_requested);
     bool reg_done = s->reg_done;
     pthread_mutex_unlock(&s->mu);
-    while (o) {
-        svc__out *next = o->next;
-        o->next = NULL;
-        svc__server_send(s, o);
-        o = next;
-    }
+    s_send_all(s, o);
     s_drain_in(s);
     if (stop && s->state == SVC__SERVING)
         svc__server_begin_drain(s);
@@ -495,17 +515,9 @@ void svc__server_stop(svc_service *s)
     if (s->router) {
         /* Send what the workers left, then end open streams. */
         pthread_mutex_lock(&s->mu);
-        svc__out *o = s->out;
-        s->out = s->out_tail = NULL;
-        s->n_out = 0;
-        s->out_open = false;
+        svc__out *o = s_take_outs(s, true);
         pthread_mutex_unlock(&s->mu);
-        while (o) {
-            svc__out *next = o->next;
-            o->next = NULL;
-            svc__server_send(s, o);
-            o = next;
-        }
+        s_send_all(s, o);
         svc__streams_end_all(s);
         pthread_mutex_lock(&s->sock_mu);
         svc__socket_close(&s->router);

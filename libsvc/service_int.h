@@ -151,6 +151,7 @@ void svc__server_push(svc_service *s, svc__out *o);  /* any thread; takes o */
  * socket, which the loop must then be woken to read.
  */
 bool svc__server_send(svc_service *s, svc__out *o);
+void svc__out_append(svc_service *s, svc__out *o);   /* mu held, out_open true; takes o */
 void svc__server_begin_drain(svc_service *s);   /* loop thread */
 int svc__pack_out(svc__out *o, const zmq_msg_t *route, const Svc__Header *h,
                   const void *body, size_t blen);

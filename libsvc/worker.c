@@ -174,12 +174,7 @@ static void *s_worker(void *arg)
         atomic_fetch_sub(&s->inflight, 1);
         if (s->out_open) {
             if (o) {
-                if (s->out_tail)
-                    s->out_tail->next = o;
-                else
-                    s->out = o;
-                s->out_tail = o;
-                s->n_out++;
+                svc__out_append(s, o);
                 wake = true;
                 o = NULL;
             }

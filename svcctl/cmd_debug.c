@@ -35,6 +35,17 @@ static s_node *s_nodes(json_t *ans, size_t *n)
     return v;
 }
 
+/* Prints the table or, with -o json, the array; frees both. */
+static void s_emit(const ctl_opts *o, ctl_table *t, json_t *all)
+{
+    if (o->json)
+        ctl_print_json(all);
+    else
+        ctl_table_print(t);
+    json_decref(all);
+    ctl_table_free(t);
+}
+
 static json_t *s_lookup(const ctl_opts *o, svc_client *c, const char *name, int *code)
 {
     json_t *req = json_pack("{s:s}", "service", name);
@@ -75,12 +86,7 @@ int ctl_health(const ctl_opts *o, int argc, char **argv)
         json_decref(h);
         svc_error_release(&err);
     }
-    if (o->json)
-        ctl_print_json(all);
-    else
-        ctl_table_print(t);
-    json_decref(all);
-    ctl_table_free(t);
+    s_emit(o, t, all);
     free(nodes);
     json_decref(ans);
 out:
@@ -156,12 +162,7 @@ int ctl_stats(const ctl_opts *o, int argc, char **argv)
         json_array_append_new(all, st);
         svc_error_release(&err);
     }
-    if (o->json)
-        ctl_print_json(all);
-    else
-        ctl_table_print(t);
-    json_decref(all);
-    ctl_table_free(t);
+    s_emit(o, t, all);
     free(nodes);
     json_decref(ans);
 out:
