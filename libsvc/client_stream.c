@@ -180,6 +180,8 @@ void svc_client_stream_close(svc_client_stream **stp)
         h.kind = SVC__KIND__STREAM_CANCEL;
         h.id = st->id;
         svc__wire_send(st->conn->sock, NULL, &h, NULL, 0, ZMQ_DONTWAIT);
+        int linger = 200;   /* let the cancel leave before the socket closes */
+        zmq_setsockopt(st->conn->sock, ZMQ_LINGER, &linger, sizeof linger);
     }
     svc__conn_destroy(&st->conn);
     free(st);

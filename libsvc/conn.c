@@ -138,6 +138,23 @@ int svc__conn_ready(svc__conn *c, int64_t deadline_ms)
     }
 }
 
+/* The connection dropped: read what the peer sent before it, for a moment. */
+static int s_grace_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, size_t errlen)
+{
+    int64_t until = svc__now_ms() + SVC_DROP_GRACE_MS;
+    if (deadline_ms >= 0 && deadline_ms < until)
+        until = deadline_ms;
+    for (;;) {
+        int rc = svc__msg_recv(c->sock, m, ZMQ_DONTWAIT, false, err, errlen);
+        if (rc == 0 || rc == SVC_EPROTO)
+            return rc == SVC_EPROTO ? (svc__msg_close(m), rc) : 0;
+        zmq_pollitem_t item = { c->sock, 0, ZMQ_POLLIN, 0 };
+        long wait = s_wait(until);
+        if (wait == 0 || zmq_poll(&item, 1, wait) <= 0)
+            return SVC_EUNREACHABLE;
+    }
+}
+
 int svc__conn_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, size_t errlen)
 {
     for (;;) {
@@ -159,7 +176,7 @@ int svc__conn_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, si
         if (n > 0 && (items[1].revents & ZMQ_POLLIN) && !(items[0].revents & ZMQ_POLLIN)) {
             s_read_events(c);
             if (c->lost)
-                return SVC_EUNREACHABLE;
+                return s_grace_recv(c, m, deadline_ms, err, errlen);
         }
         if (n == 0 && deadline_ms >= 0 && svc__now_ms() >= deadline_ms)
             return SVC_ETIMEOUT;

@@ -17,6 +17,13 @@
 /* Longest wait for a connection to come up before the node counts as unreachable. */
 #define SVC_CONNECT_TIMEOUT_MS 1000
 
+/*
+ * After the monitor reports a drop, how long to keep reading the socket: the
+ * peer may have sent its answer just before closing (a server finishing its
+ * drain), and the event can overtake the data, which comes on another path.
+ */
+#define SVC_DROP_GRACE_MS 200
+
 typedef struct svc__conn {
     char *address;           /* node address, owned */
     void *sock;              /* DEALER */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void svc__out_free(svc__out *o)
@@ -102,8 +103,8 @@ static bool s_input_pending(svc_service *s)
 /* Sends o on the ROUTER now (loop thread only) and frees it. */
 bool svc__server_send(svc_service *s, svc__out *o)
 {
-    if (o->stream && atomic_load(&o->stream->closed) && !o->ends_stream) {
-        svc__out_free(o);
+    if (o->stream && atomic_load(&o->stream->closed)) {
+        svc__out_free(o);   /* cancelled or gone: nothing more is sent (protocol 9.5) */
         return false;
     }
     pthread_mutex_lock(&s->sock_mu);
@@ -128,6 +129,7 @@ bool svc__server_send(svc_service *s, svc__out *o)
         zmq_send(s->router, o->hdr, o->hlen, o->body ? ZMQ_SNDMORE : 0);
         if (o->body)
             zmq_send(s->router, o->body, o->blen, 0);
+        atomic_fetch_add(&s->sent_bytes, o->blen);
     }
     bool pending = s_input_pending(s);
     pthread_mutex_unlock(&s->sock_mu);
@@ -196,6 +198,9 @@ static void s_enqueue(svc_service *s, svc__job *j)
         s->jobs = j;
     s->jobs_tail = j;
     s->n_jobs++;
+    size_t blen;
+    svc__msg_body(&j->msg, &blen);
+    s->queued_bytes += blen;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -283,12 +288,13 @@ static void s_on_call(svc_service *s, svc__msg *m)
         return;
     }
     pthread_mutex_lock(&s->mu);
-    bool busy = s->n_jobs >= SVC_MAX_QUEUED_JOBS;
+    bool busy = s->n_jobs >= SVC_MAX_QUEUED_JOBS ||
+                s->queued_bytes + blen > (size_t)SVC_MAX_QUEUED_BYTES;
     pthread_mutex_unlock(&s->mu);
     if (busy) {
         svc__out *o = svc__error_out(s, svc__msg_route(&j->msg), h->id, 503,
-                                     "service \"%s\" is busy: %d requests queued", s->name,
-                                     SVC_MAX_QUEUED_JOBS);
+                                     "service \"%s\" is busy: too many requests queued",
+                                     s->name);
         if (o)
             svc__server_send(s, o);
         if (j->stream) {
@@ -320,12 +326,21 @@ static void s_on_ping(svc_service *s, svc__msg *m)
 /* Receives and dispatches every message waiting on the ROUTER. */
 static void s_drain_in(svc_service *s)
 {
-    for (;;) {
+    for (int n = 0;; n++) {
         svc__msg m;
         char why[160] = "";
         pthread_mutex_lock(&s->sock_mu);
         if (!s->router || !s_input_pending(s)) {
             pthread_mutex_unlock(&s->sock_mu);
+            ev_idle_stop(s->loop, &s->more);
+            return;
+        }
+        if (n == SVC_DRAIN_BATCH) {
+            /* Leave the rest for the next loop turn, so that signals, timers
+             * and queued stream messages are not starved by a flood.  ZMQ_FD
+             * is edge-triggered: without the idle watcher it would sit unseen. */
+            pthread_mutex_unlock(&s->sock_mu);
+            ev_idle_start(s->loop, &s->more);
             return;
         }
         int rc = svc__msg_recv(s->router, &m, ZMQ_DONTWAIT, true, why, sizeof why);
@@ -387,6 +402,17 @@ static void s_maybe_finish(svc_service *s)
     }
 }
 
+/*
+ * Enters DRAINING: new calls get 503; open streams end now (503), so that
+ * handlers waiting on them return and the drain need not time out.
+ */
+static void s_enter_draining(svc_service *s)
+{
+    s->state = SVC__DRAINING;
+    svc_info("draining\tinflight=%u", atomic_load(&s->inflight));
+    svc__streams_end_all(s);
+}
+
 static void s_on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
     svc_service *s = w->data;
@@ -401,8 +427,7 @@ static void s_on_wake(struct ev_loop *loop, ev_async *w, int revents)
         svc__server_begin_drain(s);
     if (reg_done && s->state == SVC__DEREGISTERING) {
         ev_timer_stop(loop, &s->dereg_timer);
-        s->state = SVC__DRAINING;
-        svc_info("draining\tinflight=%u", atomic_load(&s->inflight));
+        s_enter_draining(s);
     }
     s_maybe_finish(s);
 }
@@ -413,6 +438,14 @@ static void s_on_io(struct ev_loop *loop, ev_io *w, int revents)
     s_drain_in(s);
     s_maybe_finish(s);
 }
+
+static void s_on_more(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    svc_service *s = w->data;
+    s_drain_in(s);
+    s_maybe_finish(s);
+}
+
 
 static void s_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -427,7 +460,7 @@ static void s_on_dereg_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     svc_service *s = w->data;
     if (s->state == SVC__DEREGISTERING) {
         svc_warn("deregistration did not finish in time; draining anyway");
-        s->state = SVC__DRAINING;
+        s_enter_draining(s);
     }
     s_maybe_finish(s);
 }
@@ -446,6 +479,7 @@ void svc__server_begin_drain(svc_service *s)
 {
     s->state = SVC__DEREGISTERING;
     atomic_store(&s->draining, true);
+    s->drain_sent = atomic_load(&s->sent_bytes);
     svc__registrar_request_stop(s);
     ev_timer_start(s->loop, &s->dereg_timer);
     ev_timer_start(s->loop, &s->drain_timer);
@@ -453,20 +487,31 @@ void svc__server_begin_drain(svc_service *s)
 
 int svc__server_start(svc_service *s)
 {
-    s->router = svc__socket(ZMQ_ROUTER);
+    s->zctx = zmq_ctx_new();
+    s->router = s->zctx ? zmq_socket(s->zctx, ZMQ_ROUTER) : NULL;
     if (!s->router) {
-        svc_error_log("cannot create socket\terror=\"%s\"", zmq_strerror(errno));
-        return -errno;
+        int e = errno;
+        svc_error_log("cannot create socket\terror=\"%s\"", zmq_strerror(e));
+        if (s->zctx)
+            zmq_ctx_term(s->zctx);
+        s->zctx = NULL;
+        return -e;
     }
+    int zero = 0;
+    zmq_setsockopt(s->router, ZMQ_LINGER, &zero, sizeof zero);
     int one = 1;
     int64_t maxmsg = SVC_WIRE_MAX_BODY + SVC_WIRE_MAX_HEADER + 64;
+    int hwm = SVC_ROUTER_SNDHWM;
     zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (zmq_bind(s->router, s->address) < 0) {
         int e = errno;
         svc_error_log("cannot bind address\taddress=\"%s\" error=\"%s\"", s->address,
                       zmq_strerror(e));
         svc__socket_close(&s->router);
+        zmq_ctx_term(s->zctx);
+        s->zctx = NULL;
         return -e;
     }
     char last[512];
@@ -480,6 +525,8 @@ int svc__server_start(svc_service *s)
     ev_io_init(&s->io, s_on_io, fd, EV_READ);
     s->io.data = s;
     ev_io_start(s->loop, &s->io);
+    ev_idle_init(&s->more, s_on_more);
+    s->more.data = s;
     ev_async_init(&s->wake, s_on_wake);
     s->wake.data = s;
     ev_async_start(s->loop, &s->wake);
@@ -507,6 +554,7 @@ void svc__server_stop(svc_service *s)
     if (!s->loop)
         return;
     ev_io_stop(s->loop, &s->io);
+    ev_idle_stop(s->loop, &s->more);
     ev_async_stop(s->loop, &s->wake);
     ev_signal_stop(s->loop, &s->sigterm);
     ev_signal_stop(s->loop, &s->sigint);
@@ -519,9 +567,30 @@ void svc__server_stop(svc_service *s)
         pthread_mutex_unlock(&s->mu);
         s_send_all(s, o);
         svc__streams_end_all(s);
+        /* Answers and stream ends sent just now may still be in ZeroMQ's
+         * queues: close with a bounded linger and wait for them to leave.
+         * libzmq 4.3's linger does not cover a large message its engine is
+         * still writing (libzmq issues 1922, 4660), so first pause in
+         * proportion to what the drain sent: 20 ms + 1 ms per 50 KB. */
+        unsigned long long sent = atomic_load(&s->sent_bytes) - s->drain_sent;
+        if (atomic_load(&s->draining) && sent > 0) {
+            long ms = 20 + (long)(sent / 50000);
+            if (ms > SVC_FLUSH_MS)
+                ms = SVC_FLUSH_MS;
+            struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+        }
+        int linger = SVC_FLUSH_MS;
         pthread_mutex_lock(&s->sock_mu);
+        zmq_setsockopt(s->router, ZMQ_LINGER, &linger, sizeof linger);
         svc__socket_close(&s->router);
         pthread_mutex_unlock(&s->sock_mu);
+    }
+    if (s->zctx) {
+        while (zmq_ctx_term(s->zctx) < 0 && errno == EINTR)
+            ;
+        s->zctx = NULL;
     }
     /* ZeroMQ removes an ipc socket file asynchronously; make sure it is gone. */
     if (s->bound && strncmp(s->bound, "ipc://", 6) == 0 && s->bound[6] != '@')

@@ -30,6 +30,7 @@ svc_service *svc_new(const char *name, int argc, char **argv)
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->sock_mu, NULL);
     atomic_init(&s->draining, false);
+    atomic_init(&s->sent_bytes, 0);
     atomic_init(&s->log_window, 0);
     atomic_init(&s->log_count, 0);
     pthread_cond_init(&s->cv, NULL);
@@ -148,8 +149,10 @@ const char *svc_bind_address(const svc_service *s) { return s->address; }
 void svc_stop(svc_service *s)
 {
     atomic_store(&s->stop_requested, true);
-    if (s->loop)
+    pthread_mutex_lock(&s->mu);
+    if (s->out_open)
         ev_async_send(s->loop, &s->wake);
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* Copies meta into a protobuf metadata array; 0 or -ENOMEM. */
@@ -263,7 +266,7 @@ int svc_run(svc_service *s)
         goto out_workers;
     }
     if (atomic_load(&s->stop_requested))
-        ev_async_send(s->loop, &s->wake);
+        ev_async_send(s->loop, &s->wake);   /* svc_stop came before the loop could be woken */
     ev_run(s->loop, 0);
     code = 0;
     svc__registrar_join(s);

@@ -33,6 +33,10 @@
 #include "wire.h"
 
 #define SVC_MAX_QUEUED_JOBS 4096   /* beyond: answer 503 busy */
+#define SVC_MAX_QUEUED_BYTES (256L * 1024 * 1024)  /* request bytes queued; beyond: 503 busy */
+#define SVC_DRAIN_BATCH     256    /* messages read per loop turn, so timers and signals run */
+#define SVC_ROUTER_SNDHWM   10000  /* messages queued per peer before sends fail */
+#define SVC_FLUSH_MS        2000   /* at stop, how long unsent answers may take to leave */
 #define SVC_MAX_QUEUED_OUT  65536  /* beyond: stream sends get -EAGAIN */
 
 typedef struct svc__endpoint {
@@ -99,9 +103,11 @@ struct svc_service {
 
     /* runtime, loop thread */
     struct ev_loop *loop;
+    void *zctx;                 /* the ROUTER's own context: terminating it flushes at stop */
     void *router;
     char *bound;                /* ZMQ_LAST_ENDPOINT */
     ev_io io;
+    ev_idle more;               /* input left after a batch: read on at the next turn */
     ev_async wake;
     ev_signal sigterm, sigint;
     ev_timer drain_timer, dereg_timer;
@@ -112,12 +118,15 @@ struct svc_service {
     atomic_llong log_window, log_count; /* rate limit for bad-input logs */
     pthread_mutex_t sock_mu;    /* every use of `router` */
     atomic_bool draining;       /* stop asked: workers always wake the loop */
+    atomic_ullong sent_bytes;   /* body bytes sent since start (flush pause at stop) */
+    unsigned long long drain_sent; /* sent_bytes when the drain began */
 
     /* shared, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* workers: jobs or quit */
     svc__job *jobs, *jobs_tail;
     size_t n_jobs;
+    size_t queued_bytes;        /* body bytes of queued jobs */
     svc__out *out, *out_tail;
     size_t n_out;
     bool quit_workers;

@@ -126,6 +126,10 @@ int svc_stream_send(svc_stream *st, const ProtobufCMessage *msg)
     int rc = svc_codec_encode(st->content_type, msg, &buf, &len);
     if (rc < 0)
         return rc;
+    if (len > SVC_WIRE_MAX_BODY) {
+        free(buf);
+        return SVC_ETOOBIG;
+    }
     svc__out *o = s_out(st, SVC__KIND__STREAM_DATA, buf, len, NULL);
     free(buf);
     if (!o)

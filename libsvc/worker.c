@@ -64,6 +64,12 @@ static svc__out *s_answer(svc_service *s, svc__job *j, const ProtobufCMessage *r
     if (svc_codec_encode(ct, rsp, &buf, &len) < 0)
         return svc__error_out(s, route, j->msg.hdr->id, 500, "cannot encode response of \"%s\"",
                               j->ep->name);
+    if (len > SVC_WIRE_MAX_BODY) {
+        free(buf);
+        return svc__error_out(s, route, j->msg.hdr->id, 500,
+                              "response of \"%s\" is %zu bytes, over the 16 MiB limit",
+                              j->ep->name, len);
+    }
     Svc__Header h = SVC__HEADER__INIT;
     h.kind = SVC__KIND__RESPONSE;
     h.id = j->msg.hdr->id;
@@ -156,6 +162,9 @@ static void *s_worker(void *arg)
         if (!s->jobs)
             s->jobs_tail = NULL;
         s->n_jobs--;
+        size_t blen;
+        svc__msg_body(&j->msg, &blen);
+        s->queued_bytes -= blen;
         atomic_fetch_add(&s->inflight, 1);
         pthread_mutex_unlock(&s->mu);
 
@@ -221,6 +230,7 @@ int svc__workers_stop(svc_service *s, bool bounded)
     }
     s->jobs_tail = NULL;
     s->n_jobs = 0;
+    s->queued_bytes = 0;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     struct timespec grace;

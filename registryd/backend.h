@@ -24,6 +24,7 @@
 #define REG_MAX_SERVICES  65536   /* service versions */
 #define REG_DEFAULT_TTL_S 90
 #define REG_MAX_TTL_S     86400
+#define REG_MAX_SERVICE_BYTES (256 * 1024)  /* encoded service in one registration */
 
 /* Changes produced by one operation, in order. */
 typedef struct reg_events {

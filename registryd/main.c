@@ -55,6 +55,10 @@ static int s_check(svc_ctx *ctx, Svc__Registry__Service *svc, bool need_address)
 {
     if (!svc)
         return svc_ctx_error(ctx, 400, "request carries no service");
+    size_t bytes = protobuf_c_message_get_packed_size(&svc->base);
+    if (bytes > REG_MAX_SERVICE_BYTES)
+        return svc_ctx_error(ctx, 413, "service \"%.64s\" is %zu bytes encoded, over the %d byte "
+                             "limit of a registration", svc->name, bytes, REG_MAX_SERVICE_BYTES);
     if (!s_name_ok(svc->name))
         return svc_ctx_error(ctx, 400, "invalid service name \"%.64s\"", svc->name);
     if (!svc->version[0]) {
@@ -257,7 +261,11 @@ int main(int argc, char **argv)
                       &svc__registry__result__descriptor);
     svc_info("backend\tname=%s", st.backend->ops->name);
 
-    pthread_create(&st.pruner, NULL, s_pruner, &st);
+    int rc = pthread_create(&st.pruner, NULL, s_pruner, &st);
+    if (rc) {
+        fprintf(stderr, "registryd: cannot start the pruning thread: %s\n", strerror(rc));
+        return 1;
+    }
     int code = svc_run(s);
 
     pthread_mutex_lock(&st.stop_mu);

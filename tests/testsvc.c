@@ -31,6 +31,13 @@ static int s_sleep(svc_ctx *ctx, const void *req, void *rsp)
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
     out->node = strdup(svc_node_id(s_svc));
+    if (in->pad) {
+        out->pad = malloc((size_t)in->pad + 1);
+        if (!out->pad)
+            return -ENOMEM;
+        memset(out->pad, 'x', in->pad);
+        out->pad[in->pad] = '\0';
+    }
     return out->node ? 0 : -ENOMEM;
 }
 

@@ -179,8 +179,9 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
 
 /*
  * Sends one message on the stream.  Thread-safe.  Returns 0, SVC_ECLOSED
- * when the client cancelled or went away (stop sending and close), -EAGAIN
- * when the server's send queue is full, SVC_ECODEC / -ENOMEM.
+ * when the client cancelled, went away or could not keep up (stop sending
+ * and close), -EAGAIN when the server's send queue is full, SVC_ETOOBIG for
+ * a message over 16 MiB encoded, SVC_ECODEC / -ENOMEM.
  */
 int svc_stream_send(svc_stream *st, const ProtobufCMessage *msg);
 

@@ -240,6 +240,24 @@ def test_drain_finishes_inflight_on_sigterm(p):
     check(res["r"].code == 0, "in-flight call lost on SIGTERM: %r" % res["r"])
 
 
+def test_drain_delivers_large_answer(p):
+    # An answer finished during the drain must leave before the socket closes.
+    p.start_registry()
+    t = p.start_service("svc-testsvc", wait_name="testsvc")
+    addr = p.nodes("testsvc")[0]["address"]
+    res = {}
+    th = threading.Thread(target=lambda: res.setdefault(
+        "r", p.ctl("call", "--address", addr, "testsvc", "Test.Sleep", '{"ms":800,"pad":12000000}')))
+    th.start()
+    wait_until(lambda: p.ctl("call", "--address", addr, "testsvc", "Debug.Stats", "{}").json()["inflight"] == 1,
+               3, what="the call to be in flight")
+    check(t.stop() == 0, "testsvc exit code")
+    th.join()
+    r = res["r"]
+    check(r.code == 0, "answer lost on SIGTERM: exit %d %s" % (r.code, r.err[:300]))
+    check(len(r.json()["pad"]) == 12000000, "answer truncated")
+
+
 def test_handler_calls_onward_with_metadata_and_deadline(p):
     p.start_registry()
     p.start_service("greeter", wait_name="greeter")
