@@ -93,6 +93,7 @@ static void s_read_events(svc__conn *c)
         }
         if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             c->up = true;
+            c->lost = false;   /* ZeroMQ reconnected: the node is back */
         } else {
             c->up = false;
             c->lost = true;
@@ -112,9 +113,10 @@ static long s_wait(int64_t deadline_ms)
 
 int svc__conn_ready(svc__conn *c, int64_t deadline_ms)
 {
-    /* Fast path: up and not lost.  A drop since then shows as EAGAIN on the
-     * send (ZMQ_IMMEDIATE), which the caller treats as unreachable; reading
-     * the monitor here would cost a poll and a getpid per call. */
+    /* Fast path: up and not lost.  Pending events are read first, so that a
+     * drop (and reconnect) from before this call is not taken, later, for a
+     * drop of this call's request. */
+    s_read_events(c);
     if (c->up && !c->lost)
         return 0;
     int64_t connect_by = svc__now_ms() + SVC_CONNECT_TIMEOUT_MS;
@@ -157,23 +159,27 @@ static int s_grace_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *er
 
 int svc__conn_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, size_t errlen)
 {
+    /* Poll first: right after a send nothing can be there yet, and a
+     * receive that finds nothing costs as much as the poll. */
     for (;;) {
-        int rc = svc__msg_recv(c->sock, m, ZMQ_DONTWAIT, false, err, errlen);
-        if (rc == 0)
-            return 0;
-        if (rc == SVC_EPROTO) {
-            svc__msg_close(m);
-            return rc;
-        }
-        if (rc != -EAGAIN)
-            return rc;
         zmq_pollitem_t items[] = { { c->sock, 0, ZMQ_POLLIN, 0 }, { c->mon, 0, ZMQ_POLLIN, 0 } };
-        long wait = s_wait(deadline_ms);
-        int n = zmq_poll(items, 2, wait);
+        int n = zmq_poll(items, 2, s_wait(deadline_ms));
         if (n < 0 && errno != EINTR)
             return -errno;
+        if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            int rc = svc__msg_recv(c->sock, m, ZMQ_DONTWAIT, false, err, errlen);
+            if (rc == 0)
+                return 0;
+            if (rc == SVC_EPROTO) {
+                svc__msg_close(m);
+                return rc;
+            }
+            if (rc != -EAGAIN)
+                return rc;
+            continue;
+        }
         /* Monitor events only when it has some: a drop while we wait. */
-        if (n > 0 && (items[1].revents & ZMQ_POLLIN) && !(items[0].revents & ZMQ_POLLIN)) {
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
             s_read_events(c);
             if (c->lost)
                 return s_grace_recv(c, m, deadline_ms, err, errlen);

@@ -29,7 +29,7 @@ typedef struct svc__conn {
     void *sock;              /* DEALER */
     void *mon;               /* PAIR receiving the DEALER's monitor events */
     bool up;                 /* handshake done and not disconnected since */
-    bool lost;               /* refused or disconnected: do not use again */
+    bool lost;               /* refused or disconnected, and not reconnected since */
     struct svc__conn *next;  /* client's list */
 } svc__conn;
 

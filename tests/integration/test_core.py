@@ -286,6 +286,32 @@ def test_inline_handler_cannot_block_on_onward_calls(p):
     check(r.code == 0 and r.json()["msg"] == "Hello x", "pool relay: %r" % r)
 
 
+def test_node_restart_at_same_address_is_not_a_failure(p):
+    # A long-lived client (testsvc's only worker) calls "sleeper"; sleeper
+    # restarts on the same address; the next call must reach the new process
+    # once -- not be taken for lost because of the old connection's drop.
+    import socket
+    p.start_registry()
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    addr = "tcp://127.0.0.1:%d" % port
+    sleeper = ["--name", "sleeper", "--address", addr]
+    g = p.start_service("svc-testsvc", *sleeper, wait_name="sleeper")
+    p.start_service("svc-testsvc", "--workers", "1", wait_name="testsvc")
+    body = '{"service":"sleeper","ms":400}'
+    r = p.ctl("call", "testsvc", "Test.Relay", body)
+    check(r.code == 0 and r.json()["error_code"] == 0, "first relay: %r" % r)
+    check(g.stop() == 0, "sleeper stop")
+    p.start_service("svc-testsvc", *sleeper, wait_name="sleeper")
+    time.sleep(0.3)   # let ZeroMQ reconnect
+    r = p.ctl("call", "testsvc", "Test.Relay", body)
+    check(r.code == 0 and r.json()["error_code"] == 0, "relay after restart: %r" % r)
+    stats = p.ctl("call", "--address", addr, "sleeper", "Debug.Stats", "{}").json()
+    check(int(stats["requests"]) == 2, "the new sleeper should have run the call once "
+          "(plus this Debug.Stats), not twice: %r" % stats)
+
+
 def test_no_leftovers_after_clean_stop(p):
     reg = p.start_registry()
     gs = [p.start_service("greeter", "--address", "ipc://%s/g%d" % (p.dir, i), wait_name="greeter")
