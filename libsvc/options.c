@@ -98,6 +98,7 @@ static int o_ttl(svc_service *s, const char *v, const char *n) { return s_int(v,
 static int o_interval(svc_service *s, const char *v, const char *n) { return s_int(v, n, 1, 86400, &s->interval_s); }
 static int o_workers(svc_service *s, const char *v, const char *n) { return s_int(v, n, 1, 1024, &s->workers); }
 static int o_drain(svc_service *s, const char *v, const char *n) { return s_int(v, n, 0, 3600, &s->drain_s); }
+static int o_hwm(svc_service *s, const char *v, const char *n) { return s_int(v, n, 10, 1000000, &s->send_hwm); }
 static int o_log(svc_service *s, const char *v, const char *n)
 {
     int l = svc_log_parse_level(v);
@@ -121,6 +122,7 @@ static const s_option s_options[] = {
     { "register-interval", "SVC_REGISTER_INTERVAL", "SECONDS", o_interval, "register again this often (default 30)" },
     { "workers", "SVC_WORKERS", "N", o_workers, "handler threads (default 16)" },
     { "drain-timeout", "SVC_DRAIN_TIMEOUT", "SECONDS", o_drain, "on stop, wait this long for requests in flight (default 10)" },
+    { "send-hwm", "SVC_SEND_HWM", "N", o_hwm, "messages queued per caller before its streams end with 429 (default 10000)" },
     { "log-level", "SVC_LOG_LEVEL", "LEVEL", o_log, "debug, info, warn or error (default info)" },
     { NULL, NULL, NULL, NULL, NULL },
 };

@@ -80,6 +80,8 @@ svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code
     return o;
 }
 
+static void s_drain_in(svc_service *s);
+
 /* Logs bad input at most about 10 times a second, so a flood cannot flood the log. */
 static void s_log_bad(svc_service *s, const char *what, const char *why)
 {
@@ -101,38 +103,84 @@ static bool s_input_pending(svc_service *s)
 }
 
 /* Sends o on the ROUTER now (loop thread only) and frees it. */
-bool svc__server_send(svc_service *s, svc__out *o)
+/*
+ * Puts o's frames on the ROUTER (sock_mu taken here).  Returns 0 or -errno
+ * (EAGAIN: the peer's queue is full; EHOSTUNREACH: the peer is gone); o's
+ * route is consumed either way.  *pending: input is waiting.
+ */
+static int s_put(svc_service *s, svc__out *o, bool *pending)
 {
-    if (o->stream && atomic_load(&o->stream->closed)) {
-        svc__out_free(o);   /* cancelled or gone: nothing more is sent (protocol 9.5) */
-        return false;
-    }
     pthread_mutex_lock(&s->sock_mu);
     if (!s->router) {
         pthread_mutex_unlock(&s->sock_mu);
-        svc__out_free(o);
-        return false;
+        *pending = false;
+        return -ENOTSOCK;
     }
     zmq_msg_t r;
     zmq_msg_init(&r);
-    zmq_msg_move(&r, &o->route);
-    int rc = zmq_msg_send(&r, s->router, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (rc < 0) {
-        int e = errno;
+    zmq_msg_copy(&r, &o->route);
+    int rc = 0;
+    if (zmq_msg_send(&r, s->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        rc = -errno;
         zmq_msg_close(&r);
-        if (o->stream)
-            atomic_store(&o->stream->closed, true);
-        if (e != EHOSTUNREACH)
-            s_log_bad(s, "answer dropped", zmq_strerror(e));
     } else {
+        /* After the first part is queued the rest cannot fail. */
         zmq_send(s->router, SVC_WIRE_SIGNATURE, SVC_WIRE_SIGNATURE_LEN, ZMQ_SNDMORE);
         zmq_send(s->router, o->hdr, o->hlen, o->body ? ZMQ_SNDMORE : 0);
         if (o->body)
             zmq_send(s->router, o->body, o->blen, 0);
         atomic_fetch_add(&s->sent_bytes, o->blen);
     }
-    bool pending = s_input_pending(s);
+    *pending = s_input_pending(s);
     pthread_mutex_unlock(&s->sock_mu);
+    return rc;
+}
+
+/* Queues o (a stream's last word) to be sent again until it leaves (loop thread). */
+static void s_retry_later(svc_service *s, svc__out *o)
+{
+    o->next = s->retry_list;
+    s->retry_list = o;
+    if (!ev_is_active(&s->retry_timer))
+        ev_timer_start(s->loop, &s->retry_timer);
+}
+
+/*
+ * The stream's receiver has fallen SVC_ROUTER_SNDHWM messages behind: the
+ * stream is over (its handler now gets SVC_ECLOSED), and the receiver is
+ * told with STREAM_CLOSE 429, retried until its queue has room.
+ */
+static void s_stream_overflow(svc_service *s, svc_stream *st)
+{
+    atomic_store(&st->closed, true);
+    svc_error e = SVC_ERROR_INIT;
+    svc_error_set(&e, s->name, 429, "stream receiver too slow: more than %d messages behind; "
+                  "messages were dropped", s->send_hwm);
+    svc__out *c = svc__stream_end_out(st, &e);
+    svc_error_release(&e);
+    if (c) {
+        c->since = svc__now_ms();
+        s_retry_later(s, c);
+    }
+    s_log_bad(s, "stream receiver too slow", "ended with 429");
+}
+
+bool svc__server_send(svc_service *s, svc__out *o)
+{
+    if (o->stream && atomic_load(&o->stream->closed)) {
+        svc__out_free(o);   /* cancelled or gone: nothing more is sent (protocol 9.5) */
+        return false;
+    }
+    bool pending;
+    int rc = s_put(s, o, &pending);
+    if (rc == -EAGAIN && o->stream) {
+        s_stream_overflow(s, o->stream);
+    } else if (rc < 0) {
+        if (o->stream)
+            atomic_store(&o->stream->closed, true);
+        if (rc != -EHOSTUNREACH && rc != -ENOTSOCK)
+            s_log_bad(s, "answer dropped", zmq_strerror(-rc));
+    }
     if (o->is_error)
         atomic_fetch_add(&s->errors, 1);
     if (o->stream && (o->ends_stream || atomic_load(&o->stream->closed))) {
@@ -141,6 +189,27 @@ bool svc__server_send(svc_service *s, svc__out *o)
     }
     svc__out_free(o);
     return pending;
+}
+
+/* Sends the queued last words of overflowed streams; gives up after 5 s. */
+static void s_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    svc_service *s = w->data;
+    svc__out *o = s->retry_list;
+    s->retry_list = NULL;
+    while (o) {
+        svc__out *next = o->next;
+        bool pending;
+        int rc = s_put(s, o, &pending);
+        if (rc == -EAGAIN && svc__now_ms() - o->since < 5000)
+            s_retry_later(s, o);
+        else
+            svc__out_free(o);
+        o = next;
+    }
+    if (!s->retry_list)
+        ev_timer_stop(loop, w);
+    s_drain_in(s);
 }
 
 void svc__out_append(svc_service *s, svc__out *o)
@@ -501,7 +570,7 @@ int svc__server_start(svc_service *s)
     zmq_setsockopt(s->router, ZMQ_LINGER, &zero, sizeof zero);
     int one = 1;
     int64_t maxmsg = SVC_WIRE_MAX_BODY + SVC_WIRE_MAX_HEADER + 64;
-    int hwm = SVC_ROUTER_SNDHWM;
+    int hwm = s->send_hwm;
     zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(s->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
@@ -525,6 +594,8 @@ int svc__server_start(svc_service *s)
     ev_io_init(&s->io, s_on_io, fd, EV_READ);
     s->io.data = s;
     ev_io_start(s->loop, &s->io);
+    ev_timer_init(&s->retry_timer, s_on_retry, 0.1, 0.1);
+    s->retry_timer.data = s;
     ev_idle_init(&s->more, s_on_more);
     s->more.data = s;
     ev_async_init(&s->wake, s_on_wake);
@@ -555,6 +626,7 @@ void svc__server_stop(svc_service *s)
         return;
     ev_io_stop(s->loop, &s->io);
     ev_idle_stop(s->loop, &s->more);
+    ev_timer_stop(s->loop, &s->retry_timer);
     ev_async_stop(s->loop, &s->wake);
     ev_signal_stop(s->loop, &s->sigterm);
     ev_signal_stop(s->loop, &s->sigint);
@@ -567,6 +639,14 @@ void svc__server_stop(svc_service *s)
         pthread_mutex_unlock(&s->mu);
         s_send_all(s, o);
         svc__streams_end_all(s);
+        /* Last try for the ends of overflowed streams. */
+        while (s->retry_list) {
+            svc__out *r = s->retry_list;
+            bool pending;
+            s->retry_list = r->next;
+            s_put(s, r, &pending);
+            svc__out_free(r);
+        }
         /* Answers and stream ends sent just now may still be in ZeroMQ's
          * queues: close with a bounded linger and wait for them to leave.
          * libzmq 4.3's linger does not cover a large message its engine is

@@ -27,6 +27,7 @@ svc_service *svc_new(const char *name, int argc, char **argv)
     s->interval_s = 30;
     s->workers = 16;
     s->drain_s = 10;
+    s->send_hwm = SVC_ROUTER_SNDHWM;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->sock_mu, NULL);
     atomic_init(&s->draining, false);

@@ -35,7 +35,7 @@
 #define SVC_MAX_QUEUED_JOBS 4096   /* beyond: answer 503 busy */
 #define SVC_MAX_QUEUED_BYTES (256L * 1024 * 1024)  /* request bytes queued; beyond: 503 busy */
 #define SVC_DRAIN_BATCH     256    /* messages read per loop turn, so timers and signals run */
-#define SVC_ROUTER_SNDHWM   10000  /* messages queued per peer before sends fail */
+#define SVC_ROUTER_SNDHWM   10000  /* default --send-hwm: messages queued per peer before sends fail */
 #define SVC_FLUSH_MS        2000   /* at stop, how long unsent answers may take to leave */
 #define SVC_MAX_QUEUED_OUT  65536  /* beyond: stream sends get -EAGAIN */
 
@@ -67,6 +67,7 @@ typedef struct svc__out {
     svc_stream *stream;           /* stream this belongs to (holds a ref), or NULL */
     bool ends_stream;             /* STREAM_CLOSE: stream is done after this */
     bool is_error;                /* counts as an error in stats */
+    int64_t since;                /* first send attempt (retried stream ends), monotonic ms */
     struct svc__out *next;
 } svc__out;
 
@@ -95,7 +96,7 @@ struct svc_service {
     char *name, *version, *address, *advertise, *registry;
     svc_meta meta;              /* node metadata */
     svc_meta svc_meta_;         /* service-level metadata */
-    int ttl_s, interval_s, workers, drain_s;
+    int ttl_s, interval_s, workers, drain_s, send_hwm;
     char node_id[96];
     svc__endpoint *eps;
     size_t n_eps, cap_eps;
@@ -108,6 +109,8 @@ struct svc_service {
     char *bound;                /* ZMQ_LAST_ENDPOINT */
     ev_io io;
     ev_idle more;               /* input left after a batch: read on at the next turn */
+    ev_timer retry_timer;       /* resends the 429 ends of overflowed streams */
+    svc__out *retry_list;       /* those ends (loop thread only) */
     ev_async wake;
     ev_signal sigterm, sigint;
     ev_timer drain_timer, dereg_timer;
@@ -187,6 +190,8 @@ void svc__stream_unref(svc_stream *st);
 void svc__stream_ref(svc_stream *st);
 void svc__streams_cancel(svc_service *s, zmq_msg_t *route, uint64_t id);
 void svc__streams_end_all(svc_service *s);  /* loop thread, at stop */
+/* A STREAM_CLOSE of st carrying err, holding a ref to st; NULL on out-of-memory. */
+svc__out *svc__stream_end_out(svc_stream *st, const svc_error *err);
 void svc__stream_unlist(svc_service *s, svc_stream *st);
 
 /* registrar.c */

@@ -111,6 +111,11 @@ static svc__out *s_out(svc_stream *st, Svc__Kind kind, const void *body, size_t 
     return o;
 }
 
+svc__out *svc__stream_end_out(svc_stream *st, const svc_error *err)
+{
+    return s_out(st, SVC__KIND__STREAM_CLOSE, NULL, 0, err);
+}
+
 int svc_stream_send(svc_stream *st, const ProtobufCMessage *msg)
 {
     if (atomic_load(&st->closed))

@@ -39,6 +39,9 @@
  *   --register-interval SEC   SVC_REGISTER_INTERVAL   default 30
  *   --workers N               SVC_WORKERS             handler threads, default 16
  *   --drain-timeout SECONDS   SVC_DRAIN_TIMEOUT       default 10
+ *   --send-hwm N              SVC_SEND_HWM            messages queued per caller; a stream whose
+ *                                                     receiver falls this far behind ends with
+ *                                                     429 (default 10000)
  *   --log-level LEVEL         SVC_LOG_LEVEL           debug|info|warn|error
  *   --help
  */

@@ -165,3 +165,33 @@ def test_invalid_watch_and_registrations_get_400(p):
     kind, h, body = pyclient.call_json(p.registry, "svc.registry", "Registry.ListServices", {})
     check(kind == "RESPONSE" and [s["name"] for s in body["services"]] == ["svc.registry"],
           "bad registrations leaked in: %r" % body)
+
+
+def test_slow_stream_receiver_is_told_429(p):
+    # A Watch receiver that stops reading while thousands of events pass
+    # must not be dropped silently: its stream ends with 429.
+    from harness import BIN
+    p.spawn("registryd", [os.path.join(BIN, "registryd")], env={"SVC_SEND_HWM": "20"})
+    wait_until(lambda: p.ctl("services").code == 0, 5, what="registryd")
+    st = pyclient.open_stream(p.registry, "svc.registry", "Registry.Watch", b'{"service":"bulk"}')
+    time.sleep(0.3)
+    nodes = [{"id": "n%d" % i, "address": "tcp://127.0.0.1:%d" % (1000 + i)} for i in range(3000)]
+    svc = {"name": "bulk", "version": "1", "nodes": nodes}
+    for ep in ("Registry.Register", "Registry.Deregister"):
+        kind, h, _ = pyclient.call_json(p.registry, "svc.registry", ep, {"service": svc})
+        check(kind == "RESPONSE", "%s: %r" % (ep, h))
+    got, end = 0, None
+    t_end = time.monotonic() + 10
+    while end is None and time.monotonic() < t_end:
+        m = st.recv(2000)
+        check(m is not None, "stream went quiet after %d events without an end" % got)
+        if m[0] == "STREAM_DATA":
+            got += 1
+        else:
+            end = m
+    st.close()
+    check(end is not None and end[1]["error"] and end[1]["error"]["code"] == 429,
+          "expected the stream to end with 429 after %d events, got %r" % (got, end))
+    check(0 < got < 6000, "events before the end: %d" % got)
+    kind, _, _ = pyclient.call_json(p.registry, "svc.registry", "Registry.ListServices", {})
+    check(kind == "RESPONSE", "registryd stopped serving")
