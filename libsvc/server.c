@@ -325,6 +325,10 @@ static void s_on_call(svc_service *s, svc__msg *m)
                       stream ? "is not a stream endpoint" : "is a stream: open it as a stream");
         goto out_close;
     }
+    if (stream && s->n_streams >= SVC_MAX_STREAMS) {
+        s_reply_error(s, m, 503, "service \"%s\" has too many open streams%s", s->name, "");
+        goto out_close;
+    }
     if (svc_codec_for(h->content_type) == SVC_CODEC_UNKNOWN) {
         s_reply_error(s, m, 415, "unsupported content type \"%s\"%s", h->content_type, "");
         goto out_close;

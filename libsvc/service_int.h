@@ -37,6 +37,7 @@
 #define SVC_DRAIN_BATCH     256    /* messages read per loop turn, so timers and signals run */
 #define SVC_ROUTER_SNDHWM   10000  /* default --send-hwm: messages queued per peer before sends fail */
 #define SVC_FLUSH_MS        2000   /* at stop, how long unsent answers may take to leave */
+#define SVC_MAX_STREAMS     4096   /* open streams per service; beyond: 503 */
 #define SVC_MAX_QUEUED_OUT  65536  /* beyond: stream sends get -EAGAIN */
 
 typedef struct svc__endpoint {
@@ -118,6 +119,7 @@ struct svc_service {
     bool drain_timed_out;       /* the loop ended with requests in flight */
     bool abandoned;             /* handlers never returned: keep shared state alive */
     svc_stream *streams;
+    size_t n_streams;           /* in `streams` (loop thread only) */
     atomic_llong log_window, log_count; /* rate limit for bad-input logs */
     pthread_mutex_t sock_mu;    /* every use of `router` */
     atomic_bool draining;       /* stop asked: workers always wake the loop */

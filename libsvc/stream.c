@@ -34,6 +34,7 @@ svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
     st->listed = true;
     st->next = s->streams;
     s->streams = st;
+    s->n_streams++;
     return st;
 }
 
@@ -59,6 +60,7 @@ void svc__stream_unlist(svc_service *s, svc_stream *st)
         if (*p == st) {
             *p = st->next;
             st->listed = false;
+            s->n_streams--;
             svc__stream_unref(st);
             return;
         }

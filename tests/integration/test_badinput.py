@@ -195,3 +195,31 @@ def test_slow_stream_receiver_is_told_429(p):
     check(0 < got < 6000, "events before the end: %d" % got)
     kind, _, _ = pyclient.call_json(p.registry, "svc.registry", "Registry.ListServices", {})
     check(kind == "RESPONSE", "registryd stopped serving")
+
+
+def test_open_streams_are_capped(p):
+    # One connection opening watch after watch: past 4096 open streams the
+    # server answers 503 instead of growing without bound.
+    p.start_registry()
+    sock = pyclient._dealer(p.registry)
+    try:
+        for i in range(1, 4098):
+            sock.send_multipart([pyclient.SIGNATURE, pyclient.encode_header(
+                {"kind": "STREAM_OPEN", "id": i, "service": "svc.registry",
+                 "endpoint": "Registry.Watch", "content_type": "application/json"}), b"{}"])
+        errors = []
+        deadline = time.monotonic() + 5
+        while not errors and time.monotonic() < deadline:
+            frames = pyclient._recv_until(sock, deadline)
+            if frames is None:
+                break
+            kind, h, _ = pyclient.decode_message(frames)
+            if kind == "ERROR":
+                errors.append(h)
+        check(errors and errors[0]["id"] == 4097 and errors[0]["error"]["code"] == 503 and
+              "too many open streams" in errors[0]["error"]["detail"],
+              "expected 503 for stream 4097, got %r" % errors[:1])
+    finally:
+        sock.close()
+    kind, _, _ = pyclient.call_json(p.registry, "svc.registry", "Registry.ListServices", {})
+    check(kind == "RESPONSE", "registryd stopped serving")
