@@ -4,13 +4,14 @@
 # Starts its own registryd and, per transport, a raw-server and a bench-echo
 # (sockets in a temporary directory, tcp on free 127.0.0.1 ports).  Runs one
 # client at a time with one request in flight, alternating raw and svc for
-# BENCH_ROUNDS rounds and keeping each bench's best run (a busy machine only
-# ever slows a run down), prints a table and writes every figure as one JSON
+# BENCH_ROUNDS rounds; reports each bench's median run and the median of the
+# per-round ratios (runs made back to back: the machine's speed drifts),
+# prints a table and writes every figure as one JSON
 # object per line to build/bench/results.jsonl.  Stops every process it
 # started, by pid.
 #
 # Environment: BENCH_SECONDS (per run, default 3), BENCH_SIZE (payload
-# bytes, default 64), BENCH_ROUNDS (default 2).
+# bytes, default 64), BENCH_ROUNDS (default 3).
 # Exit 0, 1 when a step fails (the logs go to stderr), 64 on usage.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ bin=$1/bin
 py=/usr/bin/python3
 secs=${BENCH_SECONDS:-3}
 size=${BENCH_SIZE:-64}
-rounds=${BENCH_ROUNDS:-2}
+rounds=${BENCH_ROUNDS:-3}
 out=build/bench/results.jsonl
 for p in "$bin/svc-bench" "$bin/registryd"; do
     [ -x "$p" ] || { echo "bench/run.sh: \"$p\" not built (make BUILD=$1 all)" >&2; exit 1; }
@@ -137,7 +138,7 @@ for t in tcp ipc; do
     stop "$echo_pid"
 done
 
-echo "svc-bench: 1 request in flight, ${size}-byte payload, best of $rounds runs of ${secs} s" \
+echo "svc-bench: 1 request in flight, ${size}-byte payload, median of $rounds rounds of ${secs} s runs" \
      "(after 0.5 s warm-up each)"
 echo "  svc requests also carry the SVC01 signature and header frames; their protobuf body" \
      "is the payload + 2 bytes"
