@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "client_int.h"
 #include "conn.h"
+#include "selector.h"
 #include "registry.pb-c.h"
 #include "zctx.h"
 
@@ -18,16 +19,10 @@
 
 #define S_ID "svc.client"
 
-/* One node of a cached service view. */
-typedef struct s_node {
-    char *address;  /* owned */
-    bool failed;    /* unreachable since the view was fetched: skip */
-} s_node;
-
 /* The cached view of one service name. */
 typedef struct s_view {
     char *service;        /* owned */
-    s_node *nodes;        /* owned array */
+    svc__node *nodes;     /* owned array */
     size_t n;             /* nodes */
     int64_t fetched_ms;   /* monotonic time of the fetch */
     struct s_view *next;
@@ -40,6 +35,9 @@ struct svc_client {
     int retries;             /* default extra attempts */
     int cache_ms;            /* view freshness */
     svc_strategy strategy;   /* selector */
+    svc__breaker *breakers;  /* breaker state per node address */
+    int breaker_failures;    /* consecutive failures that open a breaker, 0 = off */
+    int breaker_cooldown_ms; /* how long it stays open */
     uint64_t rr;             /* round-robin position */
     uint64_t next_id;        /* next call id */
     svc__conn *conns;        /* open connections by address */
@@ -71,6 +69,9 @@ svc_client *svc_client_new(const char *registry_address)
     c->timeout_ms = SVC_DEFAULT_TIMEOUT_MS;
     c->retries = SVC_DEFAULT_RETRIES;
     c->cache_ms = SVC_DEFAULT_CACHE_MS;
+    c->strategy = SVC_SELECT_RANDOM;
+    c->breaker_failures = SVC_DEFAULT_BREAKER_FAILURES;
+    c->breaker_cooldown_ms = SVC_DEFAULT_BREAKER_COOLDOWN_MS;
     c->next_id = svc__rand() >> 16;
     return c;
 }
@@ -78,7 +79,7 @@ svc_client *svc_client_new(const char *registry_address)
 static void s_view_free(s_view *v)
 {
     for (size_t i = 0; i < v->n; i++)
-        free(v->nodes[i].address);
+        svc__node_release(&v->nodes[i]);
     free(v->nodes);
     free(v->service);
     free(v);
@@ -100,6 +101,7 @@ void svc_client_destroy(svc_client **cp)
         c->views = next;
     }
     svc_meta_release(&c->meta);
+    svc__breaker_free(&c->breakers);
     free(c->registry);
     free(c);
     *cp = NULL;
@@ -134,6 +136,15 @@ int svc_client_set_cache(svc_client *c, int cache_ms)
     if (cache_ms < 0)
         return SVC_EINVAL;
     c->cache_ms = cache_ms;
+    return 0;
+}
+
+int svc_client_set_breaker(svc_client *c, int failures, int cooldown_ms)
+{
+    if (failures < 0 || failures > 1000 || cooldown_ms < 0 || cooldown_ms > 3600000)
+        return SVC_EINVAL;
+    c->breaker_failures = failures;
+    c->breaker_cooldown_ms = cooldown_ms;
     return 0;
 }
 
@@ -210,13 +221,17 @@ static s_view *s_view_from(const char *service, const Svc__Registry__GetServiceR
         goto out_free;
     for (size_t i = 0; i < r->n_services; i++) {
         for (size_t j = 0; j < r->services[i]->n_nodes; j++) {
-            const char *a = r->services[i]->nodes[j]->address;
-            if (!svc__address_valid(a))
+            const Svc__Registry__Node *rn = r->services[i]->nodes[j];
+            if (!svc__address_valid(rn->address))
                 continue;
-            v->nodes[v->n].address = strdup(a);
-            if (!v->nodes[v->n].address)
+            svc__node *nd = &v->nodes[v->n++];
+            nd->address = strdup(rn->address);
+            nd->version = strdup(r->services[i]->version);
+            if (!nd->address || !nd->version)
                 goto out_free;
-            v->n++;
+            for (size_t k = 0; k < rn->n_metadata; k++)
+                if (svc_meta_set(&nd->meta, rn->metadata[k]->key, rn->metadata[k]->value) < 0)
+                    goto out_free;
         }
     }
     v->fetched_ms = svc__now_ms();
@@ -291,25 +306,6 @@ static int s_resolve(svc_client *c, const char *service, int64_t deadline, s_vie
     }
     *out = nv;
     return 0;
-}
-
-/* Picks a node not yet failed; NULL when none is left. */
-static s_node *s_select(svc_client *c, s_view *v)
-{
-    size_t alive = 0;
-    for (size_t i = 0; i < v->n; i++)
-        alive += !v->nodes[i].failed;
-    if (!alive)
-        return NULL;
-    size_t k = c->strategy == SVC_SELECT_ROUND_ROBIN ? (size_t)(c->rr++ % alive)
-                                                     : (size_t)(svc__rand() % alive);
-    for (size_t i = 0; i < v->n; i++) {
-        if (v->nodes[i].failed)
-            continue;
-        if (k-- == 0)
-            return &v->nodes[i];
-    }
-    return NULL;
 }
 
 /* ---- one attempt -------------------------------------------------------------- */
@@ -475,19 +471,34 @@ int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint
         return s_attempt(c, o->address, service, endpoint, body, len, o->content_type, o->meta,
                          deadline, out, err);
 
+    svc__select sel = { .strategy = o->strategy ? o->strategy : c->strategy,
+                        .version = o->version, .node_meta = o->node_meta, .rr = &c->rr };
     int rc = SVC_EUNREACHABLE;
     for (int attempt = 0; attempt <= retries; attempt++) {
         s_view *v;
         rc = s_resolve(c, service, deadline, &v, err);
         if (rc < 0)
             return rc;
-        s_node *n = s_select(c, v);
+        bool matched;
+        svc__node *n = svc__select_node(v->nodes, v->n, &sel, c->breakers, svc__now_ms(), &matched);
+        if (!n && !matched) {
+            svc_error_set(err, S_ID, 404, "no node of service \"%s\" matches version \"%s\" "
+                          "and metadata \"%s\"", service, o->version ? o->version : "*",
+                          o->node_meta ? o->node_meta : "");
+            return SVC_ENOTFOUND;
+        }
         if (!n)
             break;
         svc_error_release(err);
         rc = s_attempt(c, n->address, service, endpoint, body, len, o->content_type, o->meta,
                        deadline, out, err);
         bool draining = rc == SVC_EREMOTE && err->code == 503;
+        bool node_failed = rc == SVC_EUNREACHABLE || rc == SVC_ETIMEOUT;
+        if (!draining && svc__breaker_report(&c->breakers, n->address, !node_failed,
+                                             c->breaker_failures, c->breaker_cooldown_ms,
+                                             svc__now_ms()))
+            svc_warn("circuit open: leaving node out\tservice=%s node=%s cooldown_ms=%d", service,
+                     n->address, c->breaker_cooldown_ms);
         if (rc != SVC_EUNREACHABLE && !draining)
             return rc;
         n->failed = true;

@@ -45,13 +45,15 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
         { "metadata", required_argument, NULL, 'm' },
         { "address", required_argument, NULL, 'a' },
         { "timeout", required_argument, NULL, 't' },
+        { "version", required_argument, NULL, 'v' },
+        { "node-meta", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const ctl_verb *v = ctl_verb_find("call");
     int code = 0;
     svc_meta meta = SVC_META_INIT;
-    const char *address = NULL;
+    const char *address = NULL, *version = NULL, *node_meta = NULL;
     int timeout = o->timeout_ms;
     int opt;
     optind = 1;
@@ -68,6 +70,12 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
             break;
         case 'a':
             address = optarg;
+            break;
+        case 'v':
+            version = optarg;
+            break;
+        case 'n':
+            node_meta = optarg;
             break;
         case 't':
             t = strtol(optarg, &end, 10);
@@ -131,7 +139,7 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
 
     svc_client *c = svc_client_new(o->registry);
     svc_call_opts co = { .timeout_ms = timeout, .address = address, .content_type = SVC_CT_JSON,
-                         .meta = &meta };
+                         .meta = &meta, .version = version, .node_meta = node_meta };
     svc_reply r = SVC_REPLY_INIT;
     svc_error err = SVC_ERROR_INIT;
     int rc = svc_client_call_raw(c, pos[0], pos[1], body, len, &co, &r, &err);

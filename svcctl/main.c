@@ -22,6 +22,8 @@ static const ctl_verb s_verbs[] = {
       "call an endpoint with a JSON request (from stdin when absent or -), print the answer",
       "  --metadata K=V   send metadata with the call (repeatable)\n"
       "  --address ADDR   call this node directly, bypassing the registry\n"
+      "  --version GLOB   only nodes of a matching version, e.g. '2.*'\n"
+      "  --node-meta K=G  only nodes whose metadata match (comma-separated K=GLOB)\n"
       "  --timeout MS     deadline of the call (default 30000)\n"
       "The answer is printed as JSON on stdout.  An error is printed on stderr as\n"
       "go-micro error JSON {\"id\",\"code\",\"detail\",\"status\"} and the exit code is 1.\n" },

@@ -30,7 +30,8 @@ typedef struct svc_client svc_client;
 
 /* How a node is chosen among a service's nodes. */
 typedef enum svc_strategy {
-    SVC_SELECT_RANDOM = 0,   /* uniform random (default) */
+    SVC_SELECT_DEFAULT = 0,  /* in call options: the client's strategy */
+    SVC_SELECT_RANDOM,       /* uniform random (the client default) */
     SVC_SELECT_ROUND_ROBIN,  /* rotates through the nodes across calls */
 } svc_strategy;
 
@@ -42,6 +43,8 @@ typedef enum svc_strategy {
 #define SVC_DEFAULT_TIMEOUT_MS 30000  /* as go-micro's request timeout */
 #define SVC_DEFAULT_RETRIES    2      /* further attempts on transport failure */
 #define SVC_DEFAULT_CACHE_MS   5000   /* registry view freshness */
+#define SVC_DEFAULT_BREAKER_FAILURES 3     /* consecutive failures that open a node's breaker */
+#define SVC_DEFAULT_BREAKER_COOLDOWN_MS 2000 /* how long an open breaker keeps the node out */
 
 /* Per-call options; zero-initialise and set what you need. */
 typedef struct svc_call_opts {
@@ -50,6 +53,9 @@ typedef struct svc_call_opts {
     const char *address;      /* call this node directly, bypassing registry and selector */
     const char *content_type; /* of the request body (raw calls); NULL = application/protobuf */
     const svc_meta *meta;     /* merged over the client's metadata for this call */
+    svc_strategy strategy;    /* SVC_SELECT_DEFAULT = the client's */
+    const char *version;      /* only nodes whose version matches this glob ("2.*"); NULL = any */
+    const char *node_meta;    /* only nodes whose metadata match "k=glob[,k=glob]"; NULL = any */
 } svc_call_opts;
 
 /* A raw answer: the body bytes as the server sent them. */
@@ -80,6 +86,14 @@ int svc_client_set_retries(svc_client *c, int retries);
 int svc_client_set_strategy(svc_client *c, svc_strategy s);
 int svc_client_set_cache(svc_client *c, int cache_ms);
 
+/*
+ * Circuit breaker: a node that fails `failures` calls in a row (transport
+ * failure or deadline) is left out for `cooldown_ms`, then probed by one
+ * call; success brings it back.  failures 0 turns it off.  Defaults 3 and
+ * 2000 ms.  State is per client.
+ */
+int svc_client_set_breaker(svc_client *c, int failures, int cooldown_ms);
+
 /* Metadata sent with every call of this client (copied). */
 int svc_client_set_meta(svc_client *c, const char *key, const char *value);
 
@@ -93,7 +107,8 @@ const char *svc_client_registry(const svc_client *c);
  * go-micro error in *err (release with svc_error_release):
  *   SVC_EREMOTE      the handler or server answered with an error (err as sent)
  *   SVC_ETIMEOUT     408: deadline passed
- *   SVC_ENOTFOUND    404: the service has no nodes in the registry
+ *   SVC_ENOTFOUND    404: the service has no nodes in the registry, or none
+ *                         matching opts->version / opts->node_meta
  *   SVC_EUNREACHABLE 503: no node could be reached (or the registry could not)
  *   SVC_ETOOBIG      413: body larger than 16 MiB; SVC_EINVAL, -ENOMEM
  * A malformed answer from a node is dropped (and logged): the call goes on
