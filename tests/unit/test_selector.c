@@ -85,8 +85,11 @@ TEST(breaker_opens_after_failures_and_probes_after_cooldown)
     CHECK(!svc__breaker_report(&t, "b", true, 1, 5000, 1250));        /* b answers: closed */
     for (int i = 0; i < 20; i++)
         CHECK(svc__select_node(ns, 2, &sel, t, 1300, NULL) == &ns[1]);  /* a is out again */
-    /* Probed again after the new cool-down; a success closes it for good. */
+    /* Probed again after the new cool-down (b sits this call out); a
+     * success closes it for good. */
+    ns[1].failed = true;
     CHECK(svc__select_node(ns, 2, &sel, t, 2300, NULL) == &ns[0]);
+    ns[1].failed = false;
     CHECK(!svc__breaker_report(&t, "a", true, 3, 1000, 2300));
     CHECK(!svc__breaker_report(&t, "a", false, 3, 1000, 2400));   /* one failure: still closed */
     int picked_a = 0;
