@@ -1,5 +1,5 @@
 /*
- * libsvc/clock.h — monotonic and wall clocks in milliseconds (internal).
+ * libsvc/clock.h — the monotonic clock in milliseconds (internal).
  */
 #ifndef SVC__CLOCK_H
 #define SVC__CLOCK_H
@@ -12,14 +12,6 @@ static inline int64_t svc__now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Milliseconds since the Unix epoch: for timestamps shown to people. */
-static inline int64_t svc__wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
