@@ -16,7 +16,7 @@ CC       ?= cc
 PYTHON   ?= /usr/bin/python3
 PROTOC_C ?= protoc-c
 
-PKGS     := libzmq libprotobuf-c jansson libsystemd libcrypto
+PKGS     := libzmq libprotobuf-c jansson libsystemd libcrypto lmdb
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
 
@@ -82,16 +82,20 @@ LIBSVC := $(LIB)/libsvc.a
 link = $(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # --- programs --------------------------------------------------------------
-REGISTRYD_OBJ := $(call objs,$(wildcard registryd/*.c))
-SVCCTL_OBJ    := $(call objs,$(wildcard svcctl/*.c))
+# Every top-level folder with a main.c (registryd, svcctl, and each daemon
+# to come: stored, brokerd, supervisor, ...) is one program, bin/<folder>,
+# built from all the .c files in that folder and linked with libsvc (which
+# holds the generated code of every proto/*.proto).
+PROGRAM_DIRS := $(filter-out libsvc tests bench examples,$(patsubst %/main.c,%,$(wildcard */main.c)))
 GREETER_GEN   := $(OBJ)/gen/greeter.pb-c.o
 
-$(BIN)/registryd: $(REGISTRYD_OBJ) $(LIBSVC)
-	@mkdir -p $(BIN)
-	$(link)
-$(BIN)/svcctl: $(SVCCTL_OBJ) $(LIBSVC)
-	@mkdir -p $(BIN)
-	$(link)
+define program_rule
+$$(BIN)/$(1): $$(call objs,$$(wildcard $(1)/*.c)) $$(LIBSVC)
+	@mkdir -p $$(BIN)
+	$$(link)
+endef
+$(foreach d,$(PROGRAM_DIRS),$(eval $(call program_rule,$(d))))
+
 $(BIN)/greeter: $(OBJ)/examples/greeter/server.o $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
@@ -109,7 +113,7 @@ $(BIN)/svc-bench: $(call objs,$(wildcard bench/*.c)) $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
 
-PROGRAMS := $(BIN)/registryd $(BIN)/svcctl $(BIN)/greeter $(BIN)/greeter-client
+PROGRAMS := $(addprefix $(BIN)/,$(PROGRAM_DIRS)) $(BIN)/greeter $(BIN)/greeter-client
 TEST_PROGRAMS := $(BIN)/svc-testsvc
 
 # --- unit tests ------------------------------------------------------------
@@ -176,6 +180,7 @@ fuzz: deps fuzz-build
 
 # --- benchmarks ------------------------------------------------------------
 bench: deps
+	@deploy/install-deps.sh --bench
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh $(BUILD)
 

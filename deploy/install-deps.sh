@@ -3,7 +3,9 @@
 # only those that are missing. Safe to run again; does nothing when all
 # are present. Needs root (or sudo) only when something is missing.
 #
-# Usage: deploy/install-deps.sh [--print]
+# Usage: deploy/install-deps.sh [--bench] [--print]
+#   --bench   the peers `make bench` measures svc against (installed only
+#             for the benchmark, never needed to build, run or test svc)
 #   --print   list the packages and exit, installing nothing
 set -eu
 
@@ -25,7 +27,18 @@ python3
 python3-zmq
 "
 
-if [ "${1:-}" = "--print" ]; then
+# Peers and tools for bench/ only, one per line.
+BENCH_PACKAGES="
+"
+
+for a in "$@"; do
+    case $a in
+    --bench) PACKAGES=$BENCH_PACKAGES ;;
+    --print) print=1 ;;
+    *) echo "install-deps: unknown option \"$a\" (want --bench or --print)" >&2; exit 64 ;;
+    esac
+done
+if [ -n "${print:-}" ]; then
     echo $PACKAGES
     exit 0
 fi
