@@ -21,6 +21,10 @@ import traceback
 
 BIN = os.environ.get("SVC_BIN", "build/bin")
 SAN_DIR = os.environ.get("SVC_SAN_DIR")  # where ASan/UBSan write reports (log_path)
+# True in the second pass, against the ASan+UBSan build: programs run several
+# times slower there, so heavy tests scale their loop counts down (the
+# behaviour they assert stays the same) to keep `make test` under 10 minutes.
+SANITIZED = bool(SAN_DIR)
 
 
 class Failure(Exception):
