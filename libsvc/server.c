@@ -83,7 +83,7 @@ svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code
 static void s_drain_in(svc_service *s);
 
 /* Logs bad input at most about 10 times a second, so a flood cannot flood the log. */
-static void s_log_bad(svc_service *s, const char *what, const char *why)
+void svc__server_log_bad(svc_service *s, const char *what, const char *why)
 {
     int64_t now = svc__now_ms();
     if (now - atomic_load(&s->log_window) >= 1000) {
@@ -152,7 +152,7 @@ static void s_retry_later(svc_service *s, svc__out *o)
  */
 static void s_stream_overflow(svc_service *s, svc_stream *st)
 {
-    atomic_store(&st->closed, true);
+    svc__stream_mark_closed(st);
     svc_error e = SVC_ERROR_INIT;
     svc_error_set(&e, s->name, 429, "stream receiver too slow: more than %d messages behind; "
                   "messages were dropped", s->send_hwm);
@@ -162,7 +162,7 @@ static void s_stream_overflow(svc_service *s, svc_stream *st)
         c->since = svc__now_ms();
         s_retry_later(s, c);
     }
-    s_log_bad(s, "stream receiver too slow", "ended with 429");
+    svc__server_log_bad(s, "stream receiver too slow", "ended with 429");
 }
 
 bool svc__server_send(svc_service *s, svc__out *o)
@@ -177,14 +177,14 @@ bool svc__server_send(svc_service *s, svc__out *o)
         s_stream_overflow(s, o->stream);
     } else if (rc < 0) {
         if (o->stream)
-            atomic_store(&o->stream->closed, true);
+            svc__stream_mark_closed(o->stream);
         if (rc != -EHOSTUNREACH && rc != -ENOTSOCK)
-            s_log_bad(s, "answer dropped", zmq_strerror(-rc));
+            svc__server_log_bad(s, "answer dropped", zmq_strerror(-rc));
     }
     if (o->is_error)
         atomic_fetch_add(&s->errors, 1);
     if (o->stream && (o->ends_stream || atomic_load(&o->stream->closed))) {
-        atomic_store(&o->stream->closed, true);
+        svc__stream_mark_closed(o->stream);
         svc__stream_unlist(s, o->stream);
     }
     svc__out_free(o);
@@ -320,9 +320,20 @@ static void s_on_call(svc_service *s, svc__msg *m)
                       s->name);
         goto out_close;
     }
-    if (stream != (ep->sfn != NULL)) {
+    if (stream != (ep->sfn != NULL || ep->iofn != NULL)) {
         s_reply_error(s, m, 400, "endpoint \"%s\" %s", h->endpoint,
                       stream ? "is not a stream endpoint" : "is a stream: open it as a stream");
+        goto out_close;
+    }
+    if (stream && ep->iofn && blen > 0) {
+        s_reply_error(s, m, 400, "stream open of \"%s\" carries a body: a %s stream sends its "
+                      "messages as STREAM_DATA", h->endpoint, svc_stream_kind_name(ep->kind));
+        goto out_close;
+    }
+    if (stream && svc__stream_find(s, svc__msg_route(m), h->id)) {
+        char n[32];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)h->id);
+        s_reply_error(s, m, 409, "stream id %s is already open on this connection%s", n, "");
         goto out_close;
     }
     if (stream && s->n_streams >= SVC_MAX_STREAMS) {
@@ -344,7 +355,8 @@ static void s_on_call(svc_service *s, svc__msg *m)
     j->ep = ep;
     j->deadline = h->timeout_ms ? svc__now_ms() + h->timeout_ms : -1;
     if (stream) {
-        j->stream = svc__stream_new(s, svc__msg_route(&j->msg), h->id, h->content_type, ep->rsp);
+        j->stream = svc__stream_new(s, svc__msg_route(&j->msg), h->id, h->content_type, ep,
+                                    h->credit);
         if (!j->stream) {
             svc__out *o = svc__error_out(s, svc__msg_route(&j->msg), h->id, 500, "out of memory");
             if (o)
@@ -371,13 +383,23 @@ static void s_on_call(svc_service *s, svc__msg *m)
         if (o)
             svc__server_send(s, o);
         if (j->stream) {
-            atomic_store(&j->stream->closed, true);
+            svc__stream_mark_closed(j->stream);
             svc__stream_unlist(s, j->stream);
         }
         svc__job_free(j);
         return;
     }
+    svc_stream *grant = j->stream && ep->iofn ? j->stream : NULL;
+    if (grant)
+        svc__stream_ref(grant);
     s_enqueue(s, j);
+    if (grant) {
+        /* The server's first message: the client's initial credit (9.6). */
+        svc__out *o = svc__stream_credit_out(grant, SVC_STREAM_WINDOW);
+        if (o)
+            svc__server_send(s, o);
+        svc__stream_unref(grant);
+    }
     return;
 
 out_close:
@@ -423,7 +445,7 @@ static void s_drain_in(svc_service *s)
         if (rc < 0 && rc != SVC_EPROTO)
             return;
         if (rc == SVC_EPROTO) {
-            s_log_bad(s, "malformed message", why);
+            svc__server_log_bad(s, "malformed message", why);
             /* Answer in our protocol only if the peer speaks it. */
             zmq_msg_t *sig = m.nframes > 1 ? &m.frames[1] : NULL;
             if (sig && zmq_msg_size(sig) == SVC_WIRE_SIGNATURE_LEN &&
@@ -451,8 +473,13 @@ static void s_drain_in(svc_service *s)
             svc__streams_cancel(s, svc__msg_route(&m), m.hdr->id);
             svc__msg_close(&m);
             break;
+        case SVC__KIND__STREAM_DATA:
+        case SVC__KIND__STREAM_CLOSE:
+        case SVC__KIND__STREAM_CREDIT:
+            svc__stream_on_msg(s, &m);
+            break;
         default:
-            /* STREAM_DATA/CLOSE/CREDIT from a client of a server-stream, PONG: nothing to do. */
+            /* RESPONSE, ERROR, PONG from a client: nothing to do. */
             svc__msg_close(&m);
             break;
         }

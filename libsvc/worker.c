@@ -96,6 +96,22 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
         return s_fail(s, j, 408, what, "");
     }
 
+    svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client };
+    if (ep->iofn) {
+        /* Client/bidi stream: requests come by svc_stream_recv; the stream
+         * ends when the handler returns (stream.c). */
+        svc_stream *st = j->stream;
+        int rc = ep->iofn(&ctx, st);
+        if (rc != 0 && !svc_error_isset(&ctx.err))
+            svc_error_set(&ctx.err, s->name, 500, "handler of \"%s\" failed: %s", ep->name,
+                          svc_strerror(rc));
+        j->stream = NULL;
+        svc_stream_close(&st, rc != 0 ? &ctx.err : NULL);
+        svc_error_release(&ctx.err);
+        svc_client_destroy(&ctx.own_client);
+        return NULL;
+    }
+
     size_t blen;
     const void *body = svc__msg_body(&j->msg, &blen);
     ProtobufCMessage *req = NULL;
@@ -105,7 +121,6 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
         return s_fail(s, j, 400, what, why);
     }
 
-    svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client };
     svc__out *o = NULL;
     int rc;
     if (ep->sfn) {

@@ -33,6 +33,17 @@ static const ctl_verb s_verbs[] = {
       "call Debug.Stats on every node: started, uptime, memory, threads, requests, errors", NULL },
     { "watch", ctl_watch, "[NAME]",
       "print registry changes (create, update, delete) as they happen, until interrupted", NULL },
+    { "stream", ctl_stream, "NAME ENDPOINT",
+      "open a stream: JSON request lines on stdin, JSON answer lines on stdout",
+      "  --metadata K=V   send metadata with the stream open (repeatable)\n"
+      "  --address ADDR   open it on this node directly, bypassing the selector\n"
+      "  --kind KIND      server, client or bidi (default: the endpoint's stream_kind\n"
+      "                   metadata in the registry)\n"
+      "Each stdin line is one request (a JSON object; blank lines are skipped); end\n"
+      "of stdin half-closes the stream.  A server stream takes only the first line\n"
+      "({} when stdin is empty).  Each message from the server is printed as one\n"
+      "JSON line.  A clean end exits 0; an error is printed on stderr as go-micro\n"
+      "error JSON and exits 1; an invalid input line cancels the stream and exits 65.\n" },
     { NULL, NULL, NULL, NULL, NULL },
 };
 

@@ -80,5 +80,6 @@ int ctl_watch(const ctl_opts *o, int argc, char **argv);
 int ctl_call(const ctl_opts *o, int argc, char **argv);
 int ctl_health(const ctl_opts *o, int argc, char **argv);
 int ctl_stats(const ctl_opts *o, int argc, char **argv);
+int ctl_stream(const ctl_opts *o, int argc, char **argv);
 
 #endif
