@@ -165,6 +165,28 @@ out_free:
     return rc;
 }
 
+/*
+ * Sends one message of the stream.  Credit bounds what we queue, but
+ * libzmq learns that its peer has read messages only when it processes
+ * commands, so a DEALER can report its queue full (EAGAIN) for a moment
+ * although it holds less than its HWM: wait for room then, up to
+ * SVC_CONNECT_TIMEOUT_MS (a node that is gone fails after that).
+ */
+static int s_put(svc_client_stream *st, const Svc__Header *h, const void *body, size_t len)
+{
+    int64_t until = svc__now_ms() + SVC_CONNECT_TIMEOUT_MS;
+    for (;;) {
+        int rc = svc__wire_send(st->conn->sock, NULL, h, body, len, ZMQ_DONTWAIT);
+        if (rc != -EAGAIN && rc != -EINTR)
+            return rc;
+        int64_t left = until - svc__now_ms();
+        if (left <= 0)
+            return rc;
+        zmq_pollitem_t item = { st->conn->sock, 0, ZMQ_POLLOUT, 0 };
+        zmq_poll(&item, 1, (long)left);
+    }
+}
+
 /* Sends a body-less control message of the stream (CLOSE, CANCEL, CREDIT). */
 static int s_control(svc_client_stream *st, Svc__Kind kind, uint32_t credit)
 {
@@ -172,7 +194,7 @@ static int s_control(svc_client_stream *st, Svc__Kind kind, uint32_t credit)
     h.kind = kind;
     h.id = st->id;
     h.credit = credit;
-    return svc__wire_send(st->conn->sock, NULL, &h, NULL, 0, ZMQ_DONTWAIT);
+    return s_put(st, &h, NULL, 0);
 }
 
 /* Records the end of the stream (first end wins). */
@@ -219,7 +241,8 @@ static int s_read(svc_client_stream *st, int64_t deadline, svc__msg *m)
             return rc;
         if (rc < 0) {
             char d[256];
-            snprintf(d, sizeof d, "connection to \"%s\" lost", st->conn->address);
+            snprintf(d, sizeof d, "connection to \"%s\" lost%s%s", st->conn->address,
+                     rc == SVC_EUNREACHABLE ? "" : ": ", rc == SVC_EUNREACHABLE ? "" : svc_strerror(rc));
             s_end(st, SVC_EUNREACHABLE, S_ID, 503, d);
             return SVC_EUNREACHABLE;
         }
@@ -388,7 +411,7 @@ int svc_client_stream_send(svc_client_stream *st, const void *body, size_t len, 
     Svc__Header h = SVC__HEADER__INIT;
     h.kind = SVC__KIND__STREAM_DATA;
     h.id = st->id;
-    int rc = svc__wire_send(st->conn->sock, NULL, &h, body ? body : "", len, ZMQ_DONTWAIT);
+    int rc = s_put(st, &h, body ? body : "", len);
     if (rc < 0) {
         char d[256];
         snprintf(d, sizeof d, "cannot send to \"%s\": %s", st->conn->address, svc_strerror(rc));
