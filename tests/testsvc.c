@@ -12,6 +12,7 @@
  *   Test.Ticks  server stream {count, pad}: sends count Items, waiting for credit
  *   Test.Hold   bidi stream: reads and never answers, until cancelled
  *   Test.Abort  bidi stream: after 3 Items ends the stream with 409 (server cancel)
+ *   Test.Stall  bidi stream: neither reads nor sends, until cancelled or gone
  *   Test.StreamStats               {ticks_sent, closed_seen, open} of the above
  *
  * Takes every svc service option (svc-testsvc --help).
@@ -184,6 +185,19 @@ static int s_abort(svc_ctx *ctx, svc_stream *st)
     return svc_ctx_error(ctx, 409, "aborted after %d messages", n);
 }
 
+/* Bidi that never reads: a client honouring credit stops after one window. */
+static int s_stall(svc_ctx *ctx, svc_stream *st)
+{
+    atomic_fetch_add(&s_open, 1);
+    while (!svc_stream_closed(st)) {
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    atomic_fetch_add(&s_closed_seen, 1);
+    atomic_fetch_sub(&s_open, 1);
+    return 0;
+}
+
 static int s_stream_stats(svc_ctx *ctx, const void *req, void *rsp)
 {
     Testsvc__StreamStatsResponse *out = rsp;
@@ -215,6 +229,8 @@ int main(int argc, char **argv)
     svc_handle_streaming(s_svc, "Test.Hold", SVC_STREAM_BIDI, s_hold, &testsvc__item__descriptor,
                          &testsvc__item__descriptor);
     svc_handle_streaming(s_svc, "Test.Abort", SVC_STREAM_BIDI, s_abort,
+                         &testsvc__item__descriptor, &testsvc__item__descriptor);
+    svc_handle_streaming(s_svc, "Test.Stall", SVC_STREAM_BIDI, s_stall,
                          &testsvc__item__descriptor, &testsvc__item__descriptor);
     svc_handle_inline(s_svc, "Test.StreamStats", s_stream_stats,
                       &testsvc__stream_stats_request__descriptor,
