@@ -18,6 +18,7 @@
 #include "echo.h"
 #include "raw.h"
 #include "svccall.h"
+#include "stream.h"
 
 static const struct {
     const char *name;                 /* subcommand */
@@ -28,6 +29,10 @@ static const struct {
     { "raw-client", bm_raw_client, "bare ZeroMQ round trips per second, 1 in flight" },
     { "bench-echo", bm_echo_service, "svc service \"bench.echo\" with endpoint Echo.Call" },
     { "svc-client", bm_svc_client, "svc unary calls per second by name, 1 in flight" },
+    { "stream-source", bm_stream_service, "svc service \"bench.stream\": Stream.Source, Stream.Sink" },
+    { "stream-client", bm_stream_client, "svc stream messages per second, one way" },
+    { "raw-source", bm_raw_source, "bare ZeroMQ PUSH sending as fast as it can" },
+    { "raw-sink", bm_raw_sink, "bare ZeroMQ one-way messages per second (PULL)" },
     { NULL, NULL, NULL },
 };
 
