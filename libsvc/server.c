@@ -24,8 +24,10 @@ void svc__out_free(svc__out *o)
     if (!o)
         return;
     zmq_msg_close(&o->route);
-    free(o->hdr);
-    free(o->body);
+    if (!o->one_block) {
+        free(o->hdr);
+        free(o->body);
+    }
     if (o->stream)
         svc__stream_unref(o->stream);
     free(o);
@@ -131,7 +133,10 @@ static int s_put(svc_service *s, svc__out *o, bool *pending)
             zmq_send(s->router, o->body, o->blen, 0);
         atomic_fetch_add(&s->sent_bytes, o->blen);
     }
-    *pending = s_input_pending(s);
+    /* ZMQ_EVENTS costs a poll(2) of ZeroMQ's mailbox: a caller sending a
+     * batch (pending NULL) reads the socket once after it instead. */
+    if (pending)
+        *pending = s_input_pending(s);
     pthread_mutex_unlock(&s->sock_mu);
     return rc;
 }
@@ -165,14 +170,16 @@ static void s_stream_overflow(svc_service *s, svc_stream *st)
     svc__server_log_bad(s, "stream receiver too slow", "ended with 429");
 }
 
-bool svc__server_send(svc_service *s, svc__out *o)
+/* Sends o and frees it; *pending (if not NULL) as s_put. */
+static void s_send(svc_service *s, svc__out *o, bool *pending)
 {
+    if (pending)
+        *pending = false;
     if (o->stream && atomic_load(&o->stream->closed)) {
         svc__out_free(o);   /* cancelled or gone: nothing more is sent (protocol 9.5) */
-        return false;
+        return;
     }
-    bool pending;
-    int rc = s_put(s, o, &pending);
+    int rc = s_put(s, o, pending);
     if (rc == -EAGAIN && o->stream) {
         s_stream_overflow(s, o->stream);
     } else if (rc < 0) {
@@ -188,6 +195,12 @@ bool svc__server_send(svc_service *s, svc__out *o)
         svc__stream_unlist(s, o->stream);
     }
     svc__out_free(o);
+}
+
+bool svc__server_send(svc_service *s, svc__out *o)
+{
+    bool pending;
+    s_send(s, o, &pending);
     return pending;
 }
 
@@ -233,13 +246,13 @@ static svc__out *s_take_outs(svc_service *s, bool close)
     return o;
 }
 
-/* Sends a list of outs taken off the queue (loop thread). */
+/* Sends a list of outs taken off the queue (loop thread; the caller reads input after). */
 static void s_send_all(svc_service *s, svc__out *o)
 {
     while (o) {
         svc__out *next = o->next;
         o->next = NULL;
-        svc__server_send(s, o);
+        s_send(s, o, NULL);
         o = next;
     }
 }
@@ -425,7 +438,7 @@ static void s_drain_in(svc_service *s)
         svc__msg m;
         char why[160] = "";
         pthread_mutex_lock(&s->sock_mu);
-        if (!s->router || !s_input_pending(s)) {
+        if (!s->router) {
             pthread_mutex_unlock(&s->sock_mu);
             ev_idle_stop(s->loop, &s->more);
             return;
@@ -438,9 +451,14 @@ static void s_drain_in(svc_service *s)
             ev_idle_start(s->loop, &s->more);
             return;
         }
+        /* Receive until EAGAIN: that also re-arms the edge-triggered ZMQ_FD. */
         int rc = svc__msg_recv(s->router, &m, ZMQ_DONTWAIT, true, why, sizeof why);
         pthread_mutex_unlock(&s->sock_mu);
-        if (rc == -EAGAIN || rc == -EINTR)
+        if (rc == -EAGAIN) {
+            ev_idle_stop(s->loop, &s->more);
+            return;
+        }
+        if (rc == -EINTR)
             continue;
         if (rc < 0 && rc != SVC_EPROTO)
             return;

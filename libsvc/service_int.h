@@ -72,6 +72,7 @@ typedef struct svc__out {
     svc_stream *stream;           /* stream this belongs to (holds a ref), or NULL */
     bool ends_stream;             /* STREAM_CLOSE: stream is done after this */
     bool is_error;                /* counts as an error in stats */
+    bool one_block;               /* hdr and body live in o's own allocation (stream data) */
     int64_t since;                /* first send attempt (retried stream ends), monotonic ms */
     struct svc__out *next;
 } svc__out;
@@ -91,6 +92,9 @@ struct svc_stream {
     const ProtobufCMessageDescriptor *in_desc;  /* message type received (client/bidi) */
     const char *ep_name;          /* endpoint, borrowed from the service */
     svc_stream_kind kind;         /* server, client or bidi */
+    bool is_pb;                   /* content type is protobuf (encoded in place) */
+    void *data_hdr;               /* packed header of every STREAM_DATA we send, owned */
+    size_t data_hlen;             /* its length */
     atomic_int refs;              /* server table + handler (or job) + queued outs */
     atomic_bool closed;           /* client cancelled / gone, or ended */
     atomic_bool ending;           /* its STREAM_CLOSE is queued: the handler sends no more */

@@ -74,6 +74,21 @@ svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&st->cv, &ca);
     pthread_condattr_destroy(&ca);
+    st->is_pb = svc_codec_for(st->content_type) == SVC_CODEC_PROTOBUF;
+    /* Every STREAM_DATA we send has the same header: pack it once. */
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__STREAM_DATA;
+    h.id = id;
+    h.content_type = st->content_type;
+    st->data_hlen = svc__header__get_packed_size(&h);
+    st->data_hdr = malloc(st->data_hlen);
+    if (!st->data_hdr) {
+        zmq_msg_close(&st->route);
+        free(st->content_type);
+        free(st);
+        return NULL;
+    }
+    svc__header__pack(&h, st->data_hdr);
     bool takes = ep->kind != SVC_STREAM_SERVER;
     svc__flow_init(&st->flow, takes, takes ? SVC_STREAM_WINDOW : 0, credit);
     atomic_init(&st->refs, 2);   /* the table's and the job's */
@@ -105,6 +120,7 @@ void svc__stream_unref(svc_stream *st)
     pthread_cond_destroy(&st->cv);
     pthread_mutex_destroy(&st->mu);
     zmq_msg_close(&st->route);
+    free(st->data_hdr);
     free(st->content_type);
     free(st);
 }
@@ -274,20 +290,58 @@ static bool s_queue_room(svc_service *s)
     return queued < SVC_MAX_QUEUED_OUT;
 }
 
+/*
+ * A STREAM_DATA of st carrying msg, in one allocation with the cached
+ * header; protobuf is packed in place.  NULL with *rc set on failure.
+ */
+static svc__out *s_data_out(svc_stream *st, const ProtobufCMessage *msg, int *rc)
+{
+    void *json = NULL;
+    size_t len;
+    if (st->is_pb) {
+        len = protobuf_c_message_get_packed_size(msg);
+    } else if ((*rc = svc_codec_encode(st->content_type, msg, &json, &len)) < 0) {
+        return NULL;
+    }
+    if (len > SVC_WIRE_MAX_BODY) {
+        free(json);
+        *rc = SVC_ETOOBIG;
+        return NULL;
+    }
+    svc__out *o = malloc(sizeof *o + st->data_hlen + (len ? len : 1));
+    if (!o) {
+        free(json);
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    memset(o, 0, sizeof *o);
+    o->one_block = true;
+    o->hdr = (char *)(o + 1);
+    o->hlen = st->data_hlen;
+    memcpy(o->hdr, st->data_hdr, st->data_hlen);
+    o->body = (char *)o->hdr + st->data_hlen;
+    o->blen = len;
+    if (json)
+        memcpy(o->body, json, len);
+    else if (len)
+        protobuf_c_message_pack(msg, o->body);
+    free(json);
+    zmq_msg_init(&o->route);
+    zmq_msg_copy(&o->route, &st->route);
+    svc__stream_ref(st);
+    o->stream = st;
+    return o;
+}
+
 static int s_send(svc_stream *st, const ProtobufCMessage *msg, int timeout_ms)
 {
     if (s_ended(st))
         return SVC_ECLOSED;
     svc_service *s = st->svc;
-    void *buf;
-    size_t len;
-    int rc = svc_codec_encode(st->content_type, msg, &buf, &len);
-    if (rc < 0)
+    int rc = 0;
+    svc__out *o = s_data_out(st, msg, &rc);
+    if (!o)
         return rc;
-    if (len > SVC_WIRE_MAX_BODY) {
-        free(buf);
-        return SVC_ETOOBIG;
-    }
     int64_t until = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
     /* Without credit from the client only the server's queue bounds us. */
     while ((rc = s_take_credit(st, timeout_ms)) == 1 && !s_queue_room(s)) {
@@ -300,13 +354,9 @@ static int s_send(svc_stream *st, const ProtobufCMessage *msg, int timeout_ms)
         nanosleep(&ms, NULL);
     }
     if (rc < 0) {
-        free(buf);
+        svc__out_free(o);
         return rc;
     }
-    svc__out *o = s_out(st, SVC__KIND__STREAM_DATA, buf, len, NULL, 0);
-    free(buf);
-    if (!o)
-        return -ENOMEM;
     svc__server_push(s, o);
     return 0;
 }
