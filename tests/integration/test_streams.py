@@ -265,3 +265,13 @@ def test_bad_stream_input_gets_clear_errors(p):
     wait_until(lambda: stream_stats(addr)["open"] == 0, 5, what="every handler to end")
     kind, h, body = pyclient.call_json(addr, "testsvc", "Debug.Health", {})
     check(kind == "RESPONSE" and body == {"status": "ok"}, "health after bad input: %r" % (h,))
+
+
+def test_greeter_chat_example(p):
+    p.start_registry()
+    p.start_service("greeter", wait_name="greeter")
+    r = p.ctl("stream", "greeter", "Say.Chat", stdin='{"name":"a"}\n{"name":"b"}\n')
+    check(r.code == 0 and r.out == '{"msg":"Hello a"}\n{"msg":"Hello b"}\n', "Say.Chat: %r" % (r,))
+    r = p.ctl("stream", "greeter", "Say.Chat", stdin='{"name":"a"}\n{"name":""}\n{"name":"c"}\n')
+    check(r.code == 1 and r.out == '{"msg":"Hello a"}\n' and "name must not be empty" in r.err,
+          "Say.Chat with an empty name: %r" % (r,))
