@@ -353,6 +353,22 @@ int svc_client_stream_recv(svc_client_stream *st, int timeout_ms, svc_reply *out
         free(q);
         return s_deliver(st, &m, out, err);
     }
+    /* A busy stream has its next message waiting: no clock read for it. */
+    while (!st->ended) {
+        svc__msg m;
+        char why[128];
+        int rc = svc__msg_recv(st->conn->sock, &m, ZMQ_DONTWAIT, false, why, sizeof why);
+        if (rc == 0 && m.hdr->id == st->id) {
+            if (s_apply(st, &m))
+                return s_deliver(st, &m, out, err);
+            continue;
+        }
+        if (rc == 0 || rc == SVC_EPROTO)
+            svc__msg_close(&m);
+        if (rc != -EAGAIN)
+            continue;
+        break;
+    }
     int64_t deadline = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
     while (!st->ended) {
         svc__msg m;

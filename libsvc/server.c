@@ -266,8 +266,11 @@ void svc__server_push(svc_service *s, svc__out *o)
         svc__out_free(o);
         return;
     }
+    /* Only the first out of a batch wakes the loop: it takes them all. */
+    bool first = s->n_out == 0;
     svc__out_append(s, o);
-    ev_async_send(s->loop, &s->wake);
+    if (first)
+        ev_async_send(s->loop, &s->wake);
     pthread_mutex_unlock(&s->mu);
 }
 
