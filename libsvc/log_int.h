@@ -1,13 +1,17 @@
 /*
- * libsvc/log_int.h — the trace context of log lines (internal).
+ * libsvc/log_int.h — the request context of a thread (internal): the
+ * trace ids its log lines carry and the deadline its calls inherit.
  *
  * Each thread has a current context, set while it handles a request
- * (worker.c through reqstate.c) or makes a call (callwrap.c); svc_log
- * appends its trace and span to every line.  Contexts live on the stack of
- * whoever set them and are restored in reverse order.
+ * (svc__req_begin, wrap.c) or makes a call (svc_client_call_raw, wrap.c);
+ * svc_log appends its trace and span to every line, and a call made on the
+ * thread continues its trace and is bounded by its deadline.  Contexts
+ * live on the stack of whoever set them and are restored in reverse order.
  */
 #ifndef SVC__LOG_INT_H
 #define SVC__LOG_INT_H
+
+#include <stdint.h>
 
 #include "svc/trace.h"
 
@@ -15,6 +19,7 @@ typedef struct svc__logctx {
     char trace[SVC_TRACE_ID_MAX + 1];   /* trace id, "" when none */
     char span[SVC_TRACE_ID_MAX + 1];    /* span id, "" when none */
     char parent[SVC_TRACE_ID_MAX + 1];  /* parent span id, "" when none */
+    int64_t deadline;                   /* monotonic ms the request must end by, -1 none */
 } svc__logctx;
 
 /*

@@ -10,12 +10,29 @@
 #include "wire.pb-c.h"
 
 /*
- * Gives an outgoing call its trace pairs, in m (the call's own metadata,
- * which win over the client's defaults dflt, which may be NULL): the trace
- * id is the first valid one of m, dflt and the thread's log context, else
- * new; the span is new; the parent is the first valid span of m, dflt and
- * the thread's context, else none (the pair is removed).  lc gets the
- * three ids.  0 or -ENOMEM.
+ * The ids of an outgoing call, into lc: the trace id is the first valid one
+ * of m, dflt (either may be NULL) and the thread's context, else new; the
+ * span is new; the parent is the first valid span of m, dflt and the
+ * thread's context, else "".  lc->deadline is left alone.
+ */
+void svc__trace_pick(const svc_meta *m, const svc_meta *dflt, svc__logctx *lc);
+
+/* Sets lc's three ids in m as svc__trace_outgoing does.  0 or -ENOMEM. */
+int svc__trace_set(svc_meta *m, const svc_meta *dflt, const svc__logctx *lc);
+
+/*
+ * Without copying: makes *view the pairs of m (but its trace pairs) plus
+ * lc's ids, in pairs[cap], all borrowed (from m and lc: valid while they
+ * are; never release the view).  Returns the number of pairs, 0 when cap
+ * is too small.
+ */
+size_t svc__trace_view(const svc_meta *m, const svc_meta *dflt, const svc__logctx *lc,
+                       svc_meta_pair *pairs, size_t cap, svc_meta *view);
+
+/*
+ * svc__trace_pick then svc__trace_set: gives an outgoing call its trace
+ * pairs in m (the call's own metadata, over the client's defaults dflt,
+ * which may be NULL).  0 or -ENOMEM.
  */
 int svc__trace_outgoing(svc_meta *m, const svc_meta *dflt, svc__logctx *lc);
 

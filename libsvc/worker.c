@@ -155,7 +155,7 @@ out:
 svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
 {
     svc__req rq;
-    svc__req_begin(&rq, s, j->ep, j->msg.hdr);
+    svc__req_begin(&rq, s, j->ep, j->msg.hdr, j->deadline);
     svc__out *o = s_handle(s, j, client, &rq);
     /* No answer: a unary call ran out of memory; a stream handler owns or ended its stream. */
     bool failed = o ? o->is_error : j->ep->fn != NULL || rq.rc != 0;

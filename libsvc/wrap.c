@@ -9,6 +9,8 @@
 #include "service_int.h"
 #include "trace_int.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -67,9 +69,11 @@ int svc__wrap_log_requests(svc_service *s)
 /*
  * The public entry of every unary call: the call's metadata (the client's
  * defaults under the call's own pairs) gets its trace ids, the ids become
- * the thread's log context for the call, and the wrappers run — except for
+ * the thread's context for the call, and the wrappers run — except for
  * the calls a client makes for itself while it calls (registry lookups),
- * which are traced but not wrapped.
+ * which are traced but not wrapped.  On a thread handling a request the
+ * call ends by the request's deadline: one already passed fails with 408
+ * and nothing is sent.
  */
 int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint,
                         const void *body, size_t len, const svc_call_opts *opts,
@@ -77,13 +81,49 @@ int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint
 {
     memset(out, 0, sizeof *out);
     svc_call_opts o = opts ? *opts : (svc_call_opts){ 0 };
-    svc_meta meta = SVC_META_INIT;
+    const svc__logctx *cur = svc__logctx_get();
     svc__logctx lc;
-    int rc = svc_meta_merge(&meta, svc__client_meta(c));
+    lc.deadline = cur ? cur->deadline : -1;
+    if (lc.deadline >= 0) {
+        int64_t left = lc.deadline - svc__now_ms();
+        if (left <= 0) {
+            svc_error_set(err, S_ID, 408, "deadline exceeded before calling %s.%s", service,
+                          endpoint);
+            return SVC_ETIMEOUT;
+        }
+        if (o.timeout_ms <= 0 || o.timeout_ms > left)
+            o.timeout_ms = (int)left;
+    }
+    const svc_meta *dflt = svc__client_meta(c);
+    bool wrapped = s_inner != c && svc__client_wraps(c)->n > 0;
+    int rc;
+
+    if (!wrapped) {
+        /* No wrapper to change the metadata: send the call's pairs and the
+         * trace ids as they are, without copying (the common, hot case). */
+        svc_meta_pair pairs[32];
+        svc_meta view;
+        svc__trace_pick(o.meta, dflt, &lc);
+        if (svc__trace_view(o.meta, dflt, &lc, pairs, 32, &view) > 0) {
+            o.meta = &view;
+            const svc__logctx *prev = svc__logctx_set(&lc);
+            const svc_client *inner = s_inner;
+            s_inner = c;
+            rc = svc__client_call_raw(c, service, endpoint, body, len, &o, out, err);
+            s_inner = inner;
+            svc__logctx_set(prev);
+            return rc;
+        }
+    }
+
+    /* Wrappers see (and may change) the whole metadata: the client's
+     * defaults under the call's own pairs, trace ids included. */
+    svc_meta meta = SVC_META_INIT;
+    rc = svc_meta_merge(&meta, dflt);
     if (rc == 0 && opts && opts->meta)
         rc = svc_meta_merge(&meta, opts->meta);
     if (rc == 0)
-        rc = svc__trace_outgoing(&meta, svc__client_meta(c), &lc);
+        rc = svc__trace_outgoing(&meta, dflt, &lc);
     if (rc < 0) {
         svc_meta_release(&meta);
         svc_error_set(err, S_ID, 500, "out of memory");
@@ -92,7 +132,7 @@ int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint
     const svc__logctx *prev = svc__logctx_set(&lc);
     svc_call_info ci = { .client = c, .service = service, .endpoint = endpoint, .body = body,
                          .len = len, .opts = &o, .meta = &meta, .reply = out, .err = err };
-    if (s_inner == c)
+    if (!wrapped)
         ci.depth_ = svc__client_wraps(c)->n;
     rc = svc_call_next(&ci);
     svc__logctx_set(prev);
@@ -132,13 +172,15 @@ int svc_call_fail(svc_call_info *ci, int code, const char *fmt, ...)
 
 /* ---- server side --------------------------------------------------------------- */
 
-void svc__req_begin(svc__req *rq, svc_service *s, const svc__endpoint *ep, const Svc__Header *h)
+void svc__req_begin(svc__req *rq, svc_service *s, const svc__endpoint *ep, const Svc__Header *h,
+                    int64_t deadline)
 {
     *rq = (svc__req){ .svc = s, .ep = ep, .meta = SVC_META_INIT };
     clock_gettime(CLOCK_MONOTONIC, &rq->t0);
     svc__epstats_begin(ep->stats);
     /* Out of memory only loses the made-up ids for onward calls; the log keeps them. */
     (void)svc__trace_incoming(h, &rq->meta, &rq->lc);
+    rq->lc.deadline = deadline;
     rq->prev = svc__logctx_set(&rq->lc);
 }
 

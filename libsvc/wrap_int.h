@@ -49,10 +49,11 @@ typedef struct svc__req {
 
 /*
  * Begins request h on ep: counts it, takes its trace ids (making them when
- * missing) and makes them the thread's log context.
+ * missing) and makes them and its deadline (monotonic ms, -1 none) the
+ * thread's context.
  */
 void svc__req_begin(svc__req *rq, svc_service *s, const struct svc__endpoint *ep,
-                    const Svc__Header *h);
+                    const Svc__Header *h, int64_t deadline);
 
 /* Runs the handler chain from the outermost wrapper; stores and returns its result. */
 int svc__req_run(svc__req *rq, svc_ctx *ctx, const void *req, void *rsp);

@@ -7,7 +7,8 @@
  *   Test.Meta   {key}              answers the request's metadata value
  *   Test.InlineRelay               Test.Relay registered with svc_handle_inline:
  *                                   its onward call must be refused
- *   Test.Chain  {hops, ms, deny_call} calls Test.Chain of hops[0] with the rest;
+ *   Test.Chain  {hops, ms, deny_call, direct} calls Test.Chain of hops[0] with
+ *                                   the rest (direct: svc_call on svc_ctx_client);
  *                                   the last hop works ms (until its deadline);
  *                                   answers what every hop saw (trace ids,
  *                                   wrapper order)
@@ -144,9 +145,15 @@ static int s_chain(svc_ctx *ctx, const void *req, void *rsp)
         svc_call_opts o = { .meta = &deny };
         svc_error err = SVC_ERROR_INIT;
         s_call_unwind[0] = '\0';
-        rc = svc_ctx_call(ctx, in->hops[0], "Test.Chain", &next.base,
+        next.direct = in->direct;
+        if (in->direct)   /* no metadata passed on by hand: trace and deadline still follow */
+            rc = svc_call(svc_ctx_client(ctx), in->hops[0], "Test.Chain", &next.base,
                           &testsvc__chain_response__descriptor, (ProtobufCMessage **)&down, &o,
                           &err);
+        else
+            rc = svc_ctx_call(ctx, in->hops[0], "Test.Chain", &next.base,
+                              &testsvc__chain_response__descriptor, (ProtobufCMessage **)&down,
+                              &o, &err);
         me->call_unwind = strdup(s_call_unwind);
         svc_meta_release(&deny);
         if (rc < 0)

@@ -72,6 +72,13 @@ def test_one_trace_id_through_three_services(p):
     wait_log(procs["hop1"], 'msg="call" service=hop2', "parent=%s" % spans[0],
              "trace=%s span=%s" % (trace, spans[1]))
 
+    # A handler calling with svc_call on its own client continues the trace too.
+    r = p.ctl("call", "hop1", "Test.Chain", '{"hops":["hop2","hop3"],"direct":true}')
+    check(r.code == 0, "direct chain: %r" % r)
+    hops = r.json()["hops"]
+    check(len({h["trace"] for h in hops}) == 1 and hops[1]["parent"] == hops[0]["span"] and
+          hops[2]["parent"] == hops[1]["span"], "direct calls keep the trace: %r" % hops)
+
     # A trace id given by the caller is kept, and --trace prints it.
     r = p.ctl("call", "--trace", "--metadata", "Micro-Trace-Id=abc123", "hop1", "Test.Chain",
               '{"hops":["hop2"]}')
@@ -93,27 +100,30 @@ def test_one_trace_id_through_three_services(p):
 
 def test_deadline_from_first_hop_ends_third_hops_work(p):
     procs = three_hops(p)
-    t0 = time.monotonic()
-    r = p.ctl("call", "--trace", "--timeout", "400", "hop1", "Test.Chain",
-              '{"hops":["hop2","hop3"],"ms":20000}')
-    elapsed = time.monotonic() - t0
-    check(r.code == 1, "the call should fail: %r" % r)
-    err = json.loads(r.err.strip().splitlines()[-1])
-    check(err["code"] == 408, "edge should see 408: %r" % err)
-    check(elapsed < 5, "408 took %.1fs for a 400 ms deadline" % elapsed)
-    trace = trace_of(r)
-    # The third hop got the remaining deadline, and its handler saw it pass
-    # long before its 20 s of work were done.
-    line = wait_log(procs["hop3"], 'msg="chain work"', "trace=" + trace)[0]
-    left = int(re.search(r"remaining_ms=(-?\d+)", line).group(1))
-    check(0 < left <= 400, "third hop should get what is left of 400 ms, got %d" % left)
-    line = wait_log(procs["hop3"], 'msg="deadline passed, work stopped"', "trace=" + trace,
-                    timeout=10)[0]
-    worked = int(re.search(r"worked_ms=(\d+)", line).group(1))
-    check(worked < 3000, "third hop worked %d ms past a 400 ms deadline" % worked)
-    wait_log(procs["hop3"], 'msg="request" endpoint=Test.Chain code=408', "trace=" + trace)
-    # The middle hop's onward call ended with the deadline too.
-    wait_log(procs["hop2"], 'msg="request" endpoint=Test.Chain code=408', "trace=" + trace)
+    # Onward through svc_ctx_call, and through a plain svc_call on the
+    # handler's client: the deadline follows either way.
+    for direct in ("false", "true"):
+        t0 = time.monotonic()
+        r = p.ctl("call", "--trace", "--timeout", "400", "hop1", "Test.Chain",
+                  '{"hops":["hop2","hop3"],"ms":20000,"direct":%s}' % direct)
+        elapsed = time.monotonic() - t0
+        check(r.code == 1, "the call should fail: %r" % r)
+        err = json.loads(r.err.strip().splitlines()[-1])
+        check(err["code"] == 408, "edge should see 408: %r" % err)
+        check(elapsed < 5, "408 took %.1fs for a 400 ms deadline" % elapsed)
+        trace = trace_of(r)
+        # The third hop got the remaining deadline, and its handler saw it
+        # pass long before its 20 s of work were done.
+        line = wait_log(procs["hop3"], 'msg="chain work"', "trace=" + trace)[0]
+        left = int(re.search(r"remaining_ms=(-?\d+)", line).group(1))
+        check(0 < left <= 400, "third hop should get what is left of 400 ms, got %d" % left)
+        line = wait_log(procs["hop3"], 'msg="deadline passed, work stopped"', "trace=" + trace,
+                        timeout=10)[0]
+        worked = int(re.search(r"worked_ms=(\d+)", line).group(1))
+        check(worked < 3000, "third hop worked %d ms past a 400 ms deadline" % worked)
+        wait_log(procs["hop3"], 'msg="request" endpoint=Test.Chain code=408', "trace=" + trace)
+        # The middle hop's onward call ended with the deadline too.
+        wait_log(procs["hop2"], 'msg="request" endpoint=Test.Chain code=408', "trace=" + trace)
 
 
 def test_wrappers_run_in_declared_order(p):

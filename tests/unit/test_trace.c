@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "svc/svc.h"
 #include "epstats.h"
@@ -56,8 +57,9 @@ static int s_wrapper(svc_call_info *call, void *arg)
     return rc;
 }
 
-/* Records the trace pairs of the call it refuses. */
+/* Records the trace pairs and the timeout of the call it refuses. */
 static char s_trace[80], s_span[80], s_parent[80];
+static int s_timeout_ms, s_calls;
 
 static int s_capture(svc_call_info *call, void *arg)
 {
@@ -67,6 +69,8 @@ static int s_capture(svc_call_info *call, void *arg)
     snprintf(s_trace, sizeof s_trace, "%s", t ? t : "");
     snprintf(s_span, sizeof s_span, "%s", s ? s : "");
     snprintf(s_parent, sizeof s_parent, "%s", p ? p : "(none)");
+    s_timeout_ms = call->opts->timeout_ms;
+    s_calls++;
     /* The thread's current trace during the call is the call's. */
     CHECK_STR(svc_trace_current(), t);
     return svc_call_fail(call, 418, "captured");
@@ -135,12 +139,28 @@ TEST(calls_get_trace_ids_at_the_edge_and_keep_them_onward)
     svc_meta_release(&m);
 
     /* On a thread handling a request, calls continue its trace. */
-    svc__logctx lc = { .trace = "t-handler", .span = "s-handler", .parent = "" };
+    svc__logctx lc = { .trace = "t-handler", .span = "s-handler", .parent = "", .deadline = -1 };
     const svc__logctx *prev = svc__logctx_set(&lc);
     svc_client_call_raw(c, "svc", "A.B", "", 0, NULL, &r, &e);
     CHECK_STR(s_trace, "t-handler");
     CHECK_STR(s_parent, "s-handler");
+    CHECK_INT(s_timeout_ms, 0);                   /* no deadline: the client's default */
     CHECK_STR(svc_trace_current(), "t-handler");   /* restored after the call */
+
+    /* ... and are bounded by its deadline, or not sent once it passed. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    lc.deadline = now_ms + 5000;
+    svc_call_opts longer = { .timeout_ms = 60000 };
+    svc_client_call_raw(c, "svc", "A.B", "", 0, &longer, &r, &e);
+    CHECK(s_timeout_ms > 4000 && s_timeout_ms <= 5000);
+    lc.deadline = now_ms - 1;
+    int calls = s_calls;
+    int rc = svc_client_call_raw(c, "svc", "A.B", "", 0, NULL, &r, &e);
+    CHECK_INT(rc, SVC_ETIMEOUT);
+    CHECK_INT(e.code, 408);
+    CHECK_INT(s_calls, calls);                    /* the wrappers never saw it */
     svc__logctx_set(prev);
 
     svc_error_release(&e);
