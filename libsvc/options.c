@@ -158,6 +158,19 @@ static void s_usage(const svc_service *s)
     printf("\nStops cleanly on SIGTERM or SIGINT: deregisters, then finishes requests in flight.\n");
 }
 
+/* True when arg is "--FLAG=..." for a FLAG of the table that takes no value. */
+static bool s_is_bare_flag_with_value(const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || strncmp(arg, "--", 2) != 0)
+        return false;
+    for (const s_option *o = s_options; o->flag; o++)
+        if (!o->arg && strlen(o->flag) == (size_t)(eq - arg - 2) &&
+            strncmp(o->flag, arg + 2, (size_t)(eq - arg - 2)) == 0)
+            return true;
+    return false;
+}
+
 int svc__options_parse(svc_service *s, int argc, char **argv)
 {
     /* Environment first, so flags override it. */
@@ -192,6 +205,9 @@ int svc__options_parse(svc_service *s, int argc, char **argv)
             const char *bad = argv[optind - 1];
             if (c == ':')
                 fprintf(stderr, "%s: option \"%s\" needs a value\n", program_invocation_short_name, bad);
+            else if (s_is_bare_flag_with_value(bad))
+                fprintf(stderr, "%s: option \"%.*s\" takes no value\n",
+                        program_invocation_short_name, (int)(strchr(bad, '=') - bad), bad);
             else
                 fprintf(stderr, "%s: unknown option \"%s\" (see --help)\n", program_invocation_short_name, bad);
             return SVC_EINVAL;

@@ -17,11 +17,15 @@ HOPS = ["hop1", "hop2", "hop3"]
 
 
 def three_hops(p):
-    """registryd and three testsvc nodes named hop1..hop3, logging every request."""
+    """registryd and three testsvc nodes named hop1..hop3, logging every request
+    (hop1, hop2 told so by the environment, hop3 by the flag)."""
     p.start_registry()
-    return {h: p.start_service("svc-testsvc", "--name", h, env={"SVC_LOG_REQUESTS": "1"},
-                               wait_name=h)
-            for h in HOPS}
+    procs = {h: p.start_service("svc-testsvc", "--name", h, env={"SVC_LOG_REQUESTS": "1"},
+                                wait_name=h)
+             for h in HOPS[:2]}
+    procs["hop3"] = p.start_service("svc-testsvc", "--name", "hop3", "--log-requests",
+                                    wait_name="hop3")
+    return procs
 
 
 def trace_of(r):
@@ -160,7 +164,7 @@ def test_wrappers_run_in_declared_order(p):
 
 def test_endpoint_stats_count_requests_errors_and_latency(p):
     p.start_registry()
-    p.start_service("svc-testsvc", wait_name="testsvc")
+    proc = p.start_service("svc-testsvc", wait_name="testsvc")
     addr = p.nodes("testsvc")[0]["address"]
     n_sleep = 4 if SANITIZED else 8
     for _ in range(n_sleep):
@@ -209,3 +213,5 @@ def test_endpoint_stats_count_requests_errors_and_latency(p):
     row = [l.split() for l in lines if l.startswith("Test.Sleep ")][0]
     check(row[1] == str(n_sleep + 1) and row[2] == "0" and row[4].endswith("ms"),
           "Test.Sleep row %r" % row)
+    # Request logging is off unless asked for.
+    check(not log_lines(proc, 'msg="request"'), "requests logged without --log-requests")
