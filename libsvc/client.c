@@ -42,6 +42,7 @@ struct svc_client {
     uint64_t next_id;        /* next call id */
     svc__conn *conns;        /* open connections by address */
     s_view *views;           /* cached registry views */
+    svc__cwraps wraps;       /* call wrappers (wrap.c) */
 };
 
 void svc_reply_release(svc_reply *r)
@@ -156,6 +157,16 @@ int svc_client_set_meta(svc_client *c, const char *key, const char *value)
 const char *svc_client_registry(const svc_client *c)
 {
     return c->registry;
+}
+
+svc__cwraps *svc__client_wraps(svc_client *c)
+{
+    return &c->wraps;
+}
+
+const svc_meta *svc__client_meta(const svc_client *c)
+{
+    return &c->meta;
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -447,9 +458,9 @@ out_fail:
     return rc;
 }
 
-int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint,
-                        const void *body, size_t len, const svc_call_opts *opts,
-                        svc_reply *out, svc_error *err)
+int svc__client_call_raw(svc_client *c, const char *service, const char *endpoint,
+                         const void *body, size_t len, const svc_call_opts *opts,
+                         svc_reply *out, svc_error *err)
 {
     static const svc_call_opts none = { 0 };
     const svc_call_opts *o = opts ? opts : &none;

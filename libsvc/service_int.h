@@ -29,8 +29,10 @@
 #include <stdint.h>
 
 #include "svc/service.h"
+#include "epstats.h"
 #include "registry.pb-c.h"
 #include "wire.h"
+#include "wrap_int.h"
 
 #define SVC_MAX_QUEUED_JOBS 4096   /* beyond: answer 503 busy */
 #define SVC_MAX_QUEUED_BYTES (256L * 1024 * 1024)  /* request bytes queued; beyond: 503 busy */
@@ -47,6 +49,7 @@ typedef struct svc__endpoint {
     const ProtobufCMessageDescriptor *req;     /* request type */
     const ProtobufCMessageDescriptor *rsp;     /* response type */
     bool inline_;                              /* built-in: run on the loop thread */
+    svc__epstats *stats;                       /* counters for Debug.Stats, owned */
 } svc__endpoint;
 
 /* A request waiting for, or being handled by, a worker. */
@@ -150,6 +153,11 @@ struct svc_service {
     atomic_ulong requests, errors;
     atomic_uint inflight;
     Svc__Registry__Service *reg_service;  /* what the registrar registers */
+
+    /* wrappers (wrap.c): fixed before svc_run, read by every thread after */
+    svc__hwraps handler_wraps;  /* around every handler */
+    svc__cwraps client_wraps;   /* given to each worker's client */
+    bool log_requests;          /* --log-requests: the log wrappers are installed */
 };
 
 /* options.c */

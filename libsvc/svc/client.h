@@ -102,7 +102,9 @@ const char *svc_client_registry(const svc_client *c);
 
 /*
  * Calls endpoint ("Struct.Method") of service with a body already encoded in
- * opts->content_type.  On success returns 0 and fills *out (release with
+ * opts->content_type, through the client's wrappers (svc/wrap.h), with
+ * trace ids (svc/trace.h); on a thread handling a request, within what is
+ * left of its deadline (408 without sending when nothing is).  On success returns 0 and fills *out (release with
  * svc_reply_release).  On failure returns a negative code and, always, a
  * go-micro error in *err (release with svc_error_release):
  *   SVC_EREMOTE      the handler or server answered with an error (err as sent)
