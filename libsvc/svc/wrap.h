@@ -126,8 +126,9 @@ int svc_wrap_client(svc_service *s, svc_call_wrapper_fn fn, void *arg);
 
 /*
  * Runs the rest of the handler chain and then the endpoint's handler;
- * returns its result.  Call it only from a handler wrapper, with the req
- * and rsp it got.  May be called more than once.
+ * returns its result (SVC_EINVAL outside a request).  Call it only from a
+ * handler wrapper, with the req and rsp it got, and at most once: the
+ * handler fills rsp, and a second run would fill it again.
  */
 int svc_ctx_next(svc_ctx *ctx, const void *req, void *rsp);
 
