@@ -125,6 +125,17 @@ size_t svc__trace_view(const svc_meta *m, const svc_meta *dflt, const svc__logct
     return n;
 }
 
+const svc_meta *svc__trace_call_meta(const svc_meta *call_meta, const svc_meta *client_meta,
+                                     svc__trace_meta *tm)
+{
+    svc__trace_pick(call_meta, client_meta, &tm->lc);
+    tm->lc.deadline = -1;
+    size_t cap = sizeof tm->pairs / sizeof tm->pairs[0];
+    if (svc__trace_view(call_meta, client_meta, &tm->lc, tm->pairs, cap, &tm->view) == 0)
+        return call_meta;
+    return &tm->view;
+}
+
 int svc__trace_incoming(const Svc__Header *h, svc_meta *overlay, svc__logctx *lc)
 {
     int rc = 0;

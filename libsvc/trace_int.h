@@ -29,6 +29,27 @@ int svc__trace_set(svc_meta *m, const svc_meta *dflt, const svc__logctx *lc);
 size_t svc__trace_view(const svc_meta *m, const svc_meta *dflt, const svc__logctx *lc,
                        svc_meta_pair *pairs, size_t cap, svc_meta *view);
 
+/* Room for svc__trace_call_meta: the ids and the borrowed pairs. */
+typedef struct svc__trace_meta {
+    svc__logctx lc;                /* the call's ids (lc.deadline: -1) */
+    svc_meta_pair pairs[32];       /* the view's pairs, borrowed */
+    svc_meta view;                 /* call_meta plus the trace pairs */
+} svc__trace_meta;
+
+/*
+ * The metadata to send with a call that does not pass svc_client_call_raw
+ * (a stream open, an asynchronous call): picks the call's ids into tm->lc
+ * (svc__trace_pick; tm->lc.deadline becomes -1) and returns call_meta
+ * (which may be NULL) plus the trace pairs, borrowed from call_meta and
+ * *tm: valid while both are.  If call_meta has more than 29 pairs it
+ * returns call_meta unchanged (the server then makes the ids).  Use:
+ *     svc__trace_meta tm;
+ *     h.metadata = svc__client_header_meta(c, svc__trace_call_meta(opts->meta,
+ *                                          svc__client_meta(c), &tm), &h.n_metadata);
+ */
+const svc_meta *svc__trace_call_meta(const svc_meta *call_meta, const svc_meta *client_meta,
+                                     svc__trace_meta *tm);
+
 /*
  * svc__trace_pick then svc__trace_set: gives an outgoing call its trace
  * pairs in m (the call's own metadata, over the client's defaults dflt,

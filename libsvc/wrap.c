@@ -98,22 +98,19 @@ int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint
     bool wrapped = s_inner != c && svc__client_wraps(c)->n > 0;
     int rc;
 
-    if (!wrapped) {
+    if (!wrapped && (!o.meta || o.meta->n <= 29)) {
         /* No wrapper to change the metadata: send the call's pairs and the
          * trace ids as they are, without copying (the common, hot case). */
-        svc_meta_pair pairs[32];
-        svc_meta view;
-        svc__trace_pick(o.meta, dflt, &lc);
-        if (svc__trace_view(o.meta, dflt, &lc, pairs, 32, &view) > 0) {
-            o.meta = &view;
-            const svc__logctx *prev = svc__logctx_set(&lc);
-            const svc_client *inner = s_inner;
-            s_inner = c;
-            rc = svc__client_call_raw(c, service, endpoint, body, len, &o, out, err);
-            s_inner = inner;
-            svc__logctx_set(prev);
-            return rc;
-        }
+        svc__trace_meta tm;
+        o.meta = svc__trace_call_meta(o.meta, dflt, &tm);
+        tm.lc.deadline = lc.deadline;
+        const svc__logctx *prev = svc__logctx_set(&tm.lc);
+        const svc_client *inner = s_inner;
+        s_inner = c;
+        rc = svc__client_call_raw(c, service, endpoint, body, len, &o, out, err);
+        s_inner = inner;
+        svc__logctx_set(prev);
+        return rc;
     }
 
     /* Wrappers see (and may change) the whole metadata: the client's

@@ -11,6 +11,7 @@
 #include "svc/svc.h"
 #include "epstats.h"
 #include "log_int.h"
+#include "trace_int.h"
 
 TEST(trace_ids_are_made_and_checked)
 {
@@ -167,6 +168,39 @@ TEST(calls_get_trace_ids_at_the_edge_and_keep_them_onward)
     svc_client_destroy(&c);
 }
 
+/* The metadata a call without wrappers sends: borrowed, trace pairs replaced. */
+TEST(plain_calls_send_their_pairs_and_the_trace_ids_without_copying)
+{
+    svc_meta m = SVC_META_INIT, dflt = SVC_META_INIT;
+    svc_meta_set(&m, "Authorization", "Bearer x");
+    svc_meta_set(&m, SVC_META_SPAN_ID, "caller-span");
+    svc_meta_set(&m, SVC_META_PARENT_ID, "stale");
+    svc__trace_meta tm;
+    const svc_meta *v = svc__trace_call_meta(&m, &dflt, &tm);
+    CHECK(v == &tm.view);
+    CHECK_INT(v->n, 4);   /* Authorization, trace, span, parent */
+    CHECK(svc_meta_get(v, "Authorization") == svc_meta_get(&m, "Authorization"));  /* borrowed */
+    CHECK_INT(strlen(svc_meta_get(v, SVC_META_TRACE_ID)), 32);
+    CHECK_STR(svc_meta_get(v, SVC_META_PARENT_ID), "caller-span");
+    CHECK(strcmp(svc_meta_get(v, SVC_META_SPAN_ID), "caller-span") != 0);
+    CHECK_STR(svc_meta_get(v, SVC_META_SPAN_ID), tm.lc.span);
+
+    /* No parent: the pair is left out. */
+    svc_meta_del(&m, SVC_META_SPAN_ID);
+    v = svc__trace_call_meta(&m, &dflt, &tm);
+    CHECK(svc_meta_get(v, SVC_META_PARENT_ID) == NULL);
+    CHECK(svc__trace_call_meta(NULL, NULL, &tm)->n == 2);
+
+    /* Too many pairs to borrow: unchanged (svc_client_call_raw copies instead). */
+    for (int i = 0; i < 40; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        svc_meta_set(&m, k, "v");
+    }
+    CHECK(svc__trace_call_meta(&m, &dflt, &tm) == &m);
+    svc_meta_release(&m);
+}
+
 TEST(histogram_buckets_are_ordered_and_close)
 {
     size_t last = 0;
@@ -212,6 +246,7 @@ static const test_case tests[] = {
     T(trace_ids_are_made_and_checked),
     T(client_wrappers_run_in_declared_order_and_can_refuse),
     T(calls_get_trace_ids_at_the_edge_and_keep_them_onward),
+    T(plain_calls_send_their_pairs_and_the_trace_ids_without_copying),
     T(histogram_buckets_are_ordered_and_close),
     T(quantiles_of_a_known_distribution),
     { NULL, NULL },
