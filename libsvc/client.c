@@ -515,8 +515,10 @@ static const char *s_choose(svc_client *c, svc_future *f)
         s_finish(c, f, rc);
         return NULL;
     }
+    /* Only a call's first attempt moves the rotation: retries would skew it. */
+    uint64_t rr = c->rr;
     svc__select sel = { .strategy = f->strategy, .version = f->version,
-                        .node_meta = f->node_meta, .rr = &c->rr };
+                        .node_meta = f->node_meta, .rr = f->attempts ? &rr : &c->rr };
     for (size_t i = 0; i < n; i++) {
         nodes[i].failed = false;
         for (size_t j = 0; j < f->n_tried && !nodes[i].failed; j++)

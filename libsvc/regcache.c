@@ -22,6 +22,7 @@ typedef struct s_view {
     svc__node *nodes;     /* owned array of n (cap allocated) */
     size_t n, cap;        /* nodes in use / allocated */
     int64_t fresh_until;  /* monotonic ms; S_FOREVER while the watch keeps it */
+    bool resync;          /* the watch reopened since this view was fetched */
     struct s_view *next;
 } s_view;
 
@@ -181,9 +182,11 @@ static void s_watch_step(svc__regcache *r, int64_t now)
     /* Resync: every view is fetched again once the watch has settled. */
     r->wstate = S_WATCH_OPEN;
     r->wdue = now + SVC_WATCH_SETTLE_MS;
-    for (s_view *v = r->views; v; v = v->next)
+    for (s_view *v = r->views; v; v = v->next) {
+        v->resync = true;
         if (v->fresh_until > r->wdue)
             v->fresh_until = r->wdue;
+    }
     svc_debug("registry watch open\tregistry=%s", r->address);
 }
 
@@ -503,6 +506,16 @@ int svc__regcache_nodes(svc__regcache *r, const char *service, int64_t deadline,
     Svc__Registry__GetServiceResponse *rsp = NULL;
     svc_error rerr = SVC_ERROR_INIT;
     int rc = s_get(r, service, deadline, &rsp, &rerr);
+    if (rc == SVC_EREMOTE && rerr.code == 404 && v && v->n && v->resync) {
+        /* A registry that just came back may not have heard from the nodes
+         * yet: keep the view a while (events add nodes that register). */
+        v->resync = false;
+        v->fresh_until = now + r->ttl_ms;
+        svc_error_release(&rerr);
+        *nodes = v->nodes;
+        *n = v->n;
+        return 0;
+    }
     if (rc == SVC_EREMOTE && rerr.code == 404) {
         s_view_drop(r, service);
         svc_error_set(err, S_ID, 404, "service \"%s\" not found", service);

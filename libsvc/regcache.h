@@ -22,6 +22,9 @@
  * and watch); fetched without a watch, cache_ms.  A view that is not fresh
  * is fetched again; if the registry cannot be reached the stale view is
  * served, and the registry is not asked again for SVC_REGISTRY_RETRY_MS.
+ * The first refetch after the watch reopened (a registry that restarted)
+ * keeps a view the registry answers 404 for another cache_ms: its nodes
+ * re-register within their interval, and their create events re-add them.
  * Used by one thread at a time (its client's).
  */
 #ifndef SVC__REGCACHE_H
