@@ -477,6 +477,16 @@ static void s_view_drop(svc__regcache *r, const char *service)
     }
 }
 
+int svc__regcache_peek(svc__regcache *r, const char *service, svc__node **nodes, size_t *n)
+{
+    s_view *v = s_view_find(r, service);
+    if (!v)
+        return SVC_ENOTFOUND;
+    *nodes = v->nodes;
+    *n = v->n;
+    return 0;
+}
+
 int svc__regcache_seed(svc__regcache *r, const char *service)
 {
     if (s_view_find(r, service))

@@ -91,6 +91,9 @@ bool svc__regcache_watching(const svc__regcache *r);
 int svc__regcache_apply(svc__regcache *r, const void *body, size_t len, char *why,
                         size_t whylen);
 
+/* The cached view of service as it is, never fetched: 0, or SVC_ENOTFOUND if none. */
+int svc__regcache_peek(svc__regcache *r, const char *service, svc__node **nodes, size_t *n);
+
 /* Test hook: makes service's view exist (empty, fresh) so events apply to it. */
 int svc__regcache_seed(svc__regcache *r, const char *service);
 

@@ -114,7 +114,7 @@ int svc_retry_policy_check(const svc_retry_policy *p);
 /* Per-call options; zero-initialise and set what you need. */
 typedef struct svc_call_opts {
     int timeout_ms;           /* 0 = client default; the call's whole deadline */
-    int retries;              /* 0 = client default; -1 = no retries */
+    int retries;              /* 0 = the policy's count; -1 = no retries; else 1..100 */
     const char *address;      /* call this node directly, bypassing registry and selector */
     const char *content_type; /* of the request body (raw calls); NULL = application/protobuf */
     const svc_meta *meta;     /* merged over the client's metadata for this call */
@@ -153,7 +153,10 @@ svc_client *svc_client_new(const char *registry_address);
 /* Closes sockets and frees the client; *c becomes NULL.  Safe on NULL. */
 void svc_client_destroy(svc_client **c);
 
-/* Client-wide defaults; each returns 0 or SVC_EINVAL. */
+/*
+ * Client-wide defaults; each returns 0 or SVC_EINVAL.  cache_ms is how long
+ * a registry view is trusted without a live watch (0: fetched every call).
+ */
 int svc_client_set_timeout(svc_client *c, int timeout_ms);
 int svc_client_set_retries(svc_client *c, int retries);
 int svc_client_set_strategy(svc_client *c, svc_strategy s);
@@ -181,7 +184,8 @@ const char *svc_client_registry(const svc_client *c);
 
 /*
  * Calls endpoint ("Struct.Method") of service with a body already encoded in
- * opts->content_type.  On success returns 0 and fills *out (release with
+ * opts->content_type, and waits for the answer (svc_call_async +
+ * svc_future_wait: other calls of this client move on meanwhile).  On success returns 0 and fills *out (release with
  * svc_reply_release).  On failure returns a negative code and, always, a
  * go-micro error in *err (release with svc_error_release):
  *   SVC_EREMOTE      the handler or server answered with an error (err as sent)
@@ -220,7 +224,8 @@ typedef struct svc_future svc_future;
  * has no view of the service the lookup is made here, synchronously.
  * Every failure of the call itself — 400, 404, 408, 413, 503, remote
  * errors — is delivered through the future, never here.  Returns 0, or
- * -ENOMEM / SVC_EINVAL (c or out NULL) with *out NULL and nothing started.
+ * -ENOMEM / SVC_EINVAL (c or out NULL) / SVC_ECLOSED (called while the
+ * client is being destroyed) with *out NULL and nothing started.
  */
 int svc_call_async(svc_client *c, const char *service, const char *endpoint,
                    const void *body, size_t len, const svc_call_opts *opts, svc_future **out);
@@ -273,8 +278,8 @@ typedef void (*svc_done_fn)(void *arg, int rc, svc_reply *reply, svc_error *err)
 /*
  * Starts a call like svc_call_async, reporting to fn(arg, ...) instead of a
  * future.  Returns 0 (fn will be called exactly once: with SVC_ECLOSED if
- * the client is destroyed first), or -ENOMEM / SVC_EINVAL, and then fn is
- * never called.
+ * the client is destroyed first), or -ENOMEM / SVC_EINVAL (fn NULL) /
+ * SVC_ECLOSED, and then fn is never called.
  */
 int svc_call_cb(svc_client *c, const char *service, const char *endpoint, const void *body,
                 size_t len, const svc_call_opts *opts, svc_done_fn fn, void *arg);

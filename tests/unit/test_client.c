@@ -106,7 +106,7 @@ TEST(many_calls_in_flight_from_one_thread_each_get_their_answer)
     svc_client *c = svc_client_new("inproc://no-registry");
     svc_call_opts o = { .address = fk.address, .timeout_ms = 10000 };
     svc_future *fs[64];
-    char bodies[64][16];
+    char bodies[64][24];
     for (int i = 0; i < 64; i++) {
         snprintf(bodies[i], sizeof bodies[i], "call-%d", i);
         CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", bodies[i], strlen(bodies[i]), &o, &fs[i]), 0);
@@ -221,7 +221,7 @@ TEST(callbacks_run_once_from_poll_never_from_the_start)
     s_fake_start(&fk, "cb", 1);
     svc_client *c = svc_client_new("inproc://no-registry");
     svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
-    static char bodies[10][8];
+    static char bodies[10][16];
     memset(&s_cb, 0, sizeof s_cb);
     for (int i = 0; i < 10; i++) {
         snprintf(bodies[i], sizeof bodies[i], "cb%d", i);
