@@ -505,7 +505,9 @@ int svc__regcache_seed(svc__regcache *r, const char *service)
 int svc__regcache_nodes(svc__regcache *r, const char *service, int64_t deadline,
                         svc__node **nodes, size_t *n, svc_error *err)
 {
-    svc__regcache_io(r);
+    /* An open watch is read by the client's pump when its socket is ready. */
+    if (r->wstate != S_WATCH_OPEN)
+        svc__regcache_io(r);
     int64_t now = svc__now_ms();
     s_view *v = s_view_find(r, service);
     if (v && v->n && (now < v->fresh_until || now < r->down_until)) {
