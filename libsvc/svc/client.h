@@ -271,7 +271,7 @@ void svc_future_destroy(svc_future **f);
  * returns: take what you keep (e.g. move reply->body out and set it NULL).
  * Runs inside this client's svc_client_poll / svc_future_wait /
  * svc_future_ready / synchronous calls, never inside svc_call_cb itself; it
- * may start new calls, and wait on them.
+ * may start new calls, and wait on them, but must not destroy the client.
  */
 typedef void (*svc_done_fn)(void *arg, int rc, svc_reply *reply, svc_error *err);
 
