@@ -270,8 +270,23 @@ static void s_enqueue(svc_service *s, svc__job *j)
     size_t blen;
     svc__msg_body(&j->msg, &blen);
     s->queued_bytes += blen;
-    pthread_cond_signal(&s->cv);
+    svc__workers_wake(s);
     pthread_mutex_unlock(&s->mu);
+    if (!ev_is_active(&s->wake_timer))
+        ev_timer_start(s->loop, &s->wake_timer);
+}
+
+/* While jobs wait: wake a worker if the running ones have blocked; stop when none wait. */
+static void s_on_wake_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    svc_service *s = w->data;
+    pthread_mutex_lock(&s->mu);
+    bool waiting = s->jobs != NULL;
+    if (waiting)
+        svc__workers_wake(s);
+    pthread_mutex_unlock(&s->mu);
+    if (!waiting)
+        ev_timer_stop(loop, w);
 }
 
 static const svc__endpoint *s_endpoint(svc_service *s, const char *name)
@@ -600,6 +615,8 @@ int svc__server_start(svc_service *s)
     ev_io_start(s->loop, &s->io);
     ev_timer_init(&s->retry_timer, s_on_retry, 0.1, 0.1);
     s->retry_timer.data = s;
+    ev_timer_init(&s->wake_timer, s_on_wake_timer, SVC_BLOCKED_US / 1e6, SVC_BLOCKED_US / 1e6);
+    s->wake_timer.data = s;
     ev_idle_init(&s->more, s_on_more);
     s->more.data = s;
     ev_async_init(&s->wake, s_on_wake);
@@ -631,6 +648,7 @@ void svc__server_stop(svc_service *s)
     ev_io_stop(s->loop, &s->io);
     ev_idle_stop(s->loop, &s->more);
     ev_timer_stop(s->loop, &s->retry_timer);
+    ev_timer_stop(s->loop, &s->wake_timer);
     ev_async_stop(s->loop, &s->wake);
     ev_signal_stop(s->loop, &s->sigterm);
     ev_signal_stop(s->loop, &s->sigint);
