@@ -411,14 +411,14 @@ static void s_on_ping(svc_service *s, svc__msg *m)
         svc__out_free(o);
 }
 
-/* Receives and dispatches every message waiting on the ROUTER. */
+/* Receives and dispatches every message waiting on the ROUTER (until EAGAIN). */
 static void s_drain_in(svc_service *s)
 {
     for (int n = 0;; n++) {
         svc__msg m;
         char why[160] = "";
         pthread_mutex_lock(&s->sock_mu);
-        if (!s->router || !s_input_pending(s)) {
+        if (!s->router) {
             pthread_mutex_unlock(&s->sock_mu);
             ev_idle_stop(s->loop, &s->more);
             return;
@@ -431,9 +431,15 @@ static void s_drain_in(svc_service *s)
             ev_idle_start(s->loop, &s->more);
             return;
         }
+        /* Receiving until EAGAIN re-arms ZMQ_FD as reading ZMQ_EVENTS would,
+         * without a ZMQ_EVENTS read (a poll(2) inside libzmq) per message. */
         int rc = svc__msg_recv(s->router, &m, ZMQ_DONTWAIT, true, why, sizeof why);
         pthread_mutex_unlock(&s->sock_mu);
-        if (rc == -EAGAIN || rc == -EINTR)
+        if (rc == -EAGAIN) {
+            ev_idle_stop(s->loop, &s->more);
+            return;
+        }
+        if (rc == -EINTR)
             continue;
         if (rc < 0 && rc != SVC_EPROTO)
             return;
