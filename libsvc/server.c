@@ -102,11 +102,12 @@ static bool s_input_pending(svc_service *s)
     return zmq_getsockopt(s->router, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN);
 }
 
-/* Sends o on the ROUTER now (loop thread only) and frees it. */
 /*
  * Puts o's frames on the ROUTER (sock_mu taken here).  Returns 0 or -errno
  * (EAGAIN: the peer's queue is full; EHOSTUNREACH: the peer is gone); o's
- * route is consumed either way.  *pending: input is waiting.
+ * route is consumed either way.  *pending: input is waiting — read only
+ * when pending is not NULL (a ZMQ_EVENTS read: a poll(2) in libzmq); the
+ * loop thread passes NULL when it drains the socket until EAGAIN next.
  */
 static int s_put(svc_service *s, svc__out *o, bool *pending)
 {
@@ -131,7 +132,8 @@ static int s_put(svc_service *s, svc__out *o, bool *pending)
             zmq_send(s->router, o->body, o->blen, 0);
         atomic_fetch_add(&s->sent_bytes, o->blen);
     }
-    *pending = s_input_pending(s);
+    if (pending)
+        *pending = s_input_pending(s);
     pthread_mutex_unlock(&s->sock_mu);
     return rc;
 }
@@ -165,14 +167,15 @@ static void s_stream_overflow(svc_service *s, svc_stream *st)
     s_log_bad(s, "stream receiver too slow", "ended with 429");
 }
 
-bool svc__server_send(svc_service *s, svc__out *o)
+/* svc__server_send; check: re-read ZMQ_EVENTS after the send (see s_put). */
+static bool s_send(svc_service *s, svc__out *o, bool check)
 {
     if (o->stream && atomic_load(&o->stream->closed)) {
         svc__out_free(o);   /* cancelled or gone: nothing more is sent (protocol 9.5) */
         return false;
     }
-    bool pending;
-    int rc = s_put(s, o, &pending);
+    bool pending = false;
+    int rc = s_put(s, o, check ? &pending : NULL);
     if (rc == -EAGAIN && o->stream) {
         s_stream_overflow(s, o->stream);
     } else if (rc < 0) {
@@ -189,6 +192,11 @@ bool svc__server_send(svc_service *s, svc__out *o)
     }
     svc__out_free(o);
     return pending;
+}
+
+bool svc__server_send(svc_service *s, svc__out *o)
+{
+    return s_send(s, o, true);
 }
 
 /* Sends the queued last words of overflowed streams; gives up after 5 s. */
@@ -233,13 +241,16 @@ static svc__out *s_take_outs(svc_service *s, bool close)
     return o;
 }
 
-/* Sends a list of outs taken off the queue (loop thread). */
+/*
+ * Sends a list of outs taken off the queue (loop thread), without a
+ * ZMQ_EVENTS read after each: the caller drains the socket next.
+ */
 static void s_send_all(svc_service *s, svc__out *o)
 {
     while (o) {
         svc__out *next = o->next;
         o->next = NULL;
-        svc__server_send(s, o);
+        s_send(s, o, false);
         o = next;
     }
 }

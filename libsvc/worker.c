@@ -208,6 +208,7 @@ static void *s_worker(void *arg)
         }
         svc__job *j = s->jobs;
         s->jobs = j->next;
+        bool more = s->jobs != NULL;   /* others wait: answer through the loop */
         if (!s->jobs)
             s->jobs_tail = NULL;
         s->n_jobs--;
@@ -221,9 +222,12 @@ static void *s_worker(void *arg)
         svc__out *o = svc__handle(s, j, &client);
         atomic_store_explicit(&me->busy_since, 0, memory_order_relaxed);
         svc__job_free(j);
-        /* A unary answer goes out from here; a stream's through the loop. */
+        /* A unary answer goes out from here when no other job waits; a
+         * stream's, and one among many (under load), through the loop,
+         * which sends them in a batch and then drains the socket: that
+         * saves the ZMQ_EVENTS read (a poll(2)) a send from here needs. */
         bool wake = false;
-        if (o && !o->stream) {
+        if (o && !o->stream && !more) {
             wake = svc__server_send(s, o);
             o = NULL;
         }
