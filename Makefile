@@ -109,12 +109,20 @@ $(GEN)/testsvc.pb-c.c $(GEN)/testsvc.pb-c.h: tests/testsvc.proto
 $(BIN)/svc-testsvc: $(OBJ)/tests/testsvc.o $(OBJ)/gen/testsvc.pb-c.o $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
+$(BIN)/svc-testclient: $(OBJ)/tests/testclient.o $(OBJ)/gen/testsvc.pb-c.o $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+$(BIN)/fanout: $(OBJ)/examples/fanout/main.o $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
 $(BIN)/svc-bench: $(call objs,$(wildcard bench/*.c)) $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
 
 PROGRAMS := $(addprefix $(BIN)/,$(PROGRAM_DIRS)) $(BIN)/greeter $(BIN)/greeter-client
+PROGRAMS += $(BIN)/fanout
 TEST_PROGRAMS := $(BIN)/svc-testsvc
+TEST_PROGRAMS += $(BIN)/svc-testclient
 
 # --- unit tests ------------------------------------------------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)

@@ -7,6 +7,9 @@
  *   Test.Meta   {key}              answers the request's metadata value
  *   Test.InlineRelay               Test.Relay registered with svc_handle_inline:
  *                                   its onward call must be refused
+ *   Test.Echo   {tag, ms, onward}  sleeps ms (+ $TESTSVC_EXTRA_MS), answers {tag, node};
+ *                                   $TESTSVC_FAIL_CODE set: answers that error code
+ *                                   instead; onward: then calls that service's Test.Echo
  *
  * Takes every svc service option (svc-testsvc --help).
  */
@@ -88,6 +91,40 @@ static int s_meta(svc_ctx *ctx, const void *req, void *rsp)
     return 0;
 }
 
+static void s_nap(long ms)
+{
+    struct timespec ts = { (time_t)(ms / 1000), (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static int s_echo(svc_ctx *ctx, const void *req, void *rsp)
+{
+    const Testsvc__EchoRequest *in = req;
+    Testsvc__EchoResponse *out = rsp;
+    const char *extra = getenv("TESTSVC_EXTRA_MS"), *fail = getenv("TESTSVC_FAIL_CODE");
+    s_nap((long)in->ms + (extra ? atol(extra) : 0));
+    if (fail && atoi(fail) > 0)
+        return svc_ctx_error(ctx, atoi(fail), "node %s fails on purpose", svc_node_id(s_svc));
+    out->tag = strdup(in->tag);
+    out->node = strdup(svc_node_id(s_svc));
+    if (!out->tag || !out->node)
+        return -ENOMEM;
+    if (in->onward[0]) {
+        Testsvc__EchoRequest next = TESTSVC__ECHO_REQUEST__INIT;
+        next.tag = in->tag;
+        ProtobufCMessage *m = NULL;
+        svc_error err = SVC_ERROR_INIT;
+        if (svc_ctx_call(ctx, in->onward, "Test.Echo", &next.base,
+                         &testsvc__echo_response__descriptor, &m, NULL, &err) < 0)
+            out->onward_code = err.code;
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        svc_error_release(&err);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     s_svc = svc_new("testsvc", argc, argv);
@@ -99,6 +136,8 @@ int main(int argc, char **argv)
                &testsvc__relay_response__descriptor);
     svc_handle_inline(s_svc, "Test.InlineRelay", s_relay, &testsvc__relay_request__descriptor,
                       &testsvc__relay_response__descriptor);
+    svc_handle(s_svc, "Test.Echo", s_echo, &testsvc__echo_request__descriptor,
+               &testsvc__echo_response__descriptor);
     svc_handle(s_svc, "Test.Meta", s_meta, &testsvc__meta_request__descriptor,
                &testsvc__meta_response__descriptor);
     int code = svc_run(s_svc);
