@@ -70,6 +70,16 @@ static int f_codec(bm_args *a, const char *v, const char *f)
     return 0;
 }
 
+static int f_client(bm_args *a, const char *v, const char *f)
+{
+    if (strcmp(v, "async") != 0 && strcmp(v, "wire") != 0) {
+        fprintf(stderr, "svc-bench: invalid value \"%s\" for --%s: want async or wire\n", v, f);
+        return -1;
+    }
+    a->client = v;
+    return 0;
+}
+
 static const s_flag s_flags[] = {
     { BM_F_SECONDS, "seconds", "S", f_seconds, "measure for S seconds (default 3)" },
     { BM_F_WARMUP, "warmup", "S", f_warmup, "run unmeasured for S seconds first (default 0.5)" },
@@ -82,6 +92,8 @@ static const s_flag s_flags[] = {
     { BM_F_LABEL, "label", "NAME", f_label, "bench name in the result lines (default per command)" },
     { BM_F_INFLIGHT, "in-flight", "N", f_in_flight, "keep N requests in flight (default 1)" },
     { BM_F_CODEC, "codec", "NAME", f_codec, "body encoding: protobuf (default) or json" },
+    { BM_F_CLIENT, "client", "NAME", f_client,
+      "with --in-flight > 1: async (svc_call_cb, default) or wire (bare wire encoder)" },
     { 0, NULL, NULL, NULL, NULL },
 };
 
@@ -103,7 +115,7 @@ int bm_args_parse(int argc, char **argv, unsigned mask, const char *positional,
 {
     *a = (bm_args){ .seconds = 3, .warmup = 0.5, .size = 64, .service = "bench.echo",
                     .endpoint = "Echo.Call", .wait_ms = 10000, .in_flight = 1,
-                    .codec = "protobuf" };
+                    .codec = "protobuf", .client = "async" };
     enum { N = sizeof s_flags / sizeof *s_flags };
     struct option longs[N + 1];
     int n = 0;

@@ -22,6 +22,7 @@ enum {
     BM_F_LABEL    = 1 << 8,  /* --label NAME */
     BM_F_INFLIGHT = 1 << 9,  /* --in-flight N */
     BM_F_CODEC    = 1 << 10, /* --codec protobuf|json */
+    BM_F_CLIENT   = 1 << 11, /* --client async|wire */
 };
 
 /* Parsed flags; unset ones keep their defaults. */
@@ -38,6 +39,7 @@ typedef struct bm_args {
     const char *positional; /* the one positional argument, if the command takes one */
     long in_flight;        /* requests in flight, default 1 */
     const char *codec;     /* "protobuf" (default) or "json": the bodies' content type */
+    const char *client;    /* "async" (default: svc_call_cb) or "wire" (svcpipe.h), W > 1 */
 } bm_args;
 
 /*

@@ -28,11 +28,9 @@ COMPARE = {
 
 # (row name, in flight, processes, what, threshold): the goals.
 # what: "rate" (at least), "floor" / "peer" (ratio at least).
-GOALS = [
-    ("svc-unary-pb", 64, 1, "rate", 100000),
-    ("svc-unary-pb", 64, 1, "floor", 0.7),
-    ("svc-unary-pb", 64, 1, "peer", 1.0),
-]
+GOALS = [(name, 64, 1, what, want)
+         for name in ("svc-unary-pb", "svc-unary-pb-wire")
+         for what, want in (("rate", 100000), ("floor", 0.7), ("peer", 1.0))]
 
 _NAME = re.compile(r"^(?P<name>.+?)(?P<q>-p50|-p99)?\.(?P<transport>[a-z0-9]+)$")
 

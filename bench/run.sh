@@ -187,6 +187,8 @@ plan() {
     bench 1 "$bin/svc-bench" raw-client "$raw" --in-flight 64
     bench 1 "$bin/svc-bench" svc-client $svc --label svc-unary-pb --in-flight 64
     bench 1 "$bin/svc-bench" svc-client $svc --label svc-unary-json --in-flight 64 --codec json
+    bench 1 "$bin/svc-bench" svc-client $svc --label svc-unary-pb-wire --in-flight 64 \
+        --client wire
     bench 1 "$bin/svc-bench" svc-client $svc --label svc-unary-pb-inline --in-flight 64 \
         --endpoint Echo.Inline
     bench 4 "$bin/svc-bench" svc-client $svc --label svc-unary-pb --in-flight 16
@@ -216,7 +218,8 @@ echo "make bench: ${size}-byte payloads, loopback tcp and ipc (unix sockets), me
 echo "  raw-zmq: bare DEALER/ROUTER echo (the floor); svc-unary-pb/-json: bench.echo Echo.Call" \
      "(worker pool), protobuf / JSON bodies;"
 echo "  -inline: Echo.Inline (handler on the loop thread); procs 4: four client processes at once;"
-echo "  1 in flight: svc_call / svc_client_call_raw; 64: pipelined on one DEALER (bench/svcpipe.h);"
+echo "  1 in flight: svc_call / svc_client_call_raw; more: svc_call_cb from one thread;"
+echo "  -wire: the same calls from the bare wire encoder, no client library (bench/svcpipe.h);"
 echo "  grpc-unary: gRPC C++ async echo, same messages (the peer)."
 [ -x "$bin/grpc-bench" ] || echo "  (no $bin/grpc-bench: gRPC rows left out; make bench builds it)"
 echo

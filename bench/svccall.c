@@ -2,6 +2,7 @@
 #include "svccall.h"
 #include "args.h"
 #include "measure.h"
+#include "svcasync.h"
 #include "svcpipe.h"
 
 #include <errno.h>
@@ -122,12 +123,13 @@ int bm_svc_client(int argc, char **argv)
     static const char usage[] = "svc-bench svc-client [flags]\n\n"
         "svc unary calls by name, --in-flight at a time; prints JSON result lines\n"
         "svc-unary.<transport> (calls/s) and svc-unary-p50/-p99.<transport> (us).\n"
-        "1 in flight: svc_call (protobuf) or svc_client_call_raw (json).  More:\n"
-        "pipelined on one DEALER to the node the first call found (bench/svcpipe.h).";
+        "1 in flight: svc_call (protobuf) or svc_client_call_raw (json).  More: svc_call_cb\n"
+        "(--client async), or REQUESTs from the bare wire encoder on one DEALER to the\n"
+        "node the first call found (--client wire, bench/svcpipe.h).";
     bm_args a;
     unsigned mask = BM_F_SECONDS | BM_F_WARMUP | BM_F_SIZE | BM_F_REGISTRY | BM_F_SERVICE |
                     BM_F_ENDPOINT | BM_F_ADDRESS | BM_F_WAIT | BM_F_LABEL | BM_F_INFLIGHT |
-                    BM_F_CODEC;
+                    BM_F_CODEC | BM_F_CLIENT;
     int rc = bm_args_parse(argc, argv, mask, NULL, usage, &a);
     if (rc)
         return rc == 1 ? 0 : rc;
@@ -152,6 +154,17 @@ int bm_svc_client(int argc, char **argv)
     bm_result r = { 0 };
     if (rc == 0 && a.in_flight == 1) {
         rc = bm_measure(s_call, &c, a.warmup, a.seconds, &r);
+    } else if (rc == 0 && strcmp(a.client, "async") == 0) {
+        bm_async_args aa = { .client = c.client, .service = c.service, .endpoint = c.endpoint,
+                             .opts = &c.opts, .size = c.size, .in_flight = (unsigned)a.in_flight,
+                             .wait_ms = a.wait_ms, .warmup = a.warmup, .seconds = a.seconds };
+        char why[512];
+        rc = bm_svc_async(&aa, &r, why, sizeof why);
+        if (rc < 0) {
+            fprintf(stderr, "svc-bench: asynchronous calls to %s %s failed: %s\n", c.service,
+                    c.endpoint, why);
+            goto out_release;
+        }
     } else if (rc == 0) {
         bm_pipe_args pa = { .node = node, .service = c.service, .endpoint = c.endpoint,
                             .content_type = c.opts.content_type, .size = c.size,
@@ -171,7 +184,9 @@ int bm_svc_client(int argc, char **argv)
     }
     bm_report rep = { .bench = a.label ? a.label : "svc-unary", .transport = bm_transport(node), .payload = a.size,
                       .in_flight = (unsigned)a.in_flight,
-                      .note = a.in_flight > 1 ? "pipelined on the wire encoder, one DEALER"
+                      .note = a.in_flight > 1 && strcmp(a.client, "wire") == 0
+                                  ? "bare wire encoder on one DEALER, no client library"
+                              : a.in_flight > 1 ? "svc_call_cb by name, one client, one thread"
                               : a.address ? "svc_call to a fixed node address"
                                           : "svc_call by name, cached registry view" };
     bm_report_print(&rep, &r);
