@@ -189,8 +189,24 @@ fuzz: deps fuzz-build
 # --- benchmarks ------------------------------------------------------------
 bench: deps
 	@deploy/install-deps.sh --bench
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(GRPC_BENCH)
 	@bench/run.sh $(BUILD)
+
+# The gRPC peer (C++, BENCH_PACKAGES): built only for `make bench`, never by `all`.
+GRPC_GEN   := $(GEN)/grpc
+GRPC_BENCH := $(BIN)/grpc-bench
+CXX        ?= c++
+
+$(GRPC_GEN)/echo.grpc.pb.cc: $(GRPC_GEN)/echo.pb.cc
+$(GRPC_GEN)/echo.pb.cc: bench/grpc/echo.proto
+	@mkdir -p $(GRPC_GEN)
+	protoc -Ibench/grpc --cpp_out=$(GRPC_GEN) --grpc_out=$(GRPC_GEN) \
+	    --plugin=protoc-gen-grpc="$$(command -v grpc_cpp_plugin)" $<
+
+$(GRPC_BENCH): bench/grpc/grpc-bench.cc $(GRPC_GEN)/echo.pb.cc $(GRPC_GEN)/echo.grpc.pb.cc
+	@mkdir -p $(BIN)
+	$(CXX) -std=c++17 -O2 -g -Wall -Werror -I$(GRPC_GEN) -o $@ $^ \
+	    $$(pkg-config --cflags --libs grpc++ protobuf)
 
 # --- install ---------------------------------------------------------------
 install: all

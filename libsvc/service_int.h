@@ -41,6 +41,7 @@
 #define SVC_FLUSH_MS        2000   /* at stop, how long unsent answers may take to leave */
 #define SVC_MAX_STREAMS     4096   /* open streams per service; beyond: 503 */
 #define SVC_MAX_QUEUED_OUT  65536  /* beyond: stream sends get -EAGAIN */
+#define SVC_BLOCKED_US      1000   /* a handler running this long counts as blocked (worker.c) */
 
 typedef struct svc__endpoint {
     char *name;                                /* "Struct.Method", owned */
@@ -51,6 +52,12 @@ typedef struct svc__endpoint {
     bool inline_;                              /* built-in: run on the loop thread */
     svc__epstats *stats;                       /* counters for Debug.Stats, owned */
 } svc__endpoint;
+
+/* One worker thread, as the wake policy sees it (worker.c). */
+typedef struct svc__worker {
+    svc_service *svc;             /* the service */
+    atomic_llong busy_since;      /* monotonic us its current handler began; 0 = in none */
+} svc__worker;
 
 /* A request waiting for, or being handled by, a worker. */
 typedef struct svc__job {
@@ -141,6 +148,11 @@ struct svc_service {
     bool out_open;              /* the loop takes outs; false once it is gone */
     pthread_t *threads;
     int n_threads;
+    svc__worker *wk;            /* one per thread (busy_since read without mu) */
+    int n_idle;                 /* workers waiting on cv */
+    int n_woken;                /* of those, signalled and not yet up */
+    int run_target;             /* workers kept running at once: online CPUs - 1, at least 1 */
+    ev_timer wake_timer;        /* loop thread, while jobs wait: wakes a worker if runners block */
 
     /* registrar */
     pthread_t reg_thread;
@@ -187,6 +199,12 @@ svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code
 int svc__workers_start(svc_service *s);
 int svc__workers_stop(svc_service *s, bool bounded);
 void svc__job_free(svc__job *j);
+/*
+ * mu held, a job queued: wakes one idle worker unless run_target workers are
+ * already running handlers that have not blocked (SVC_BLOCKED_US) — they
+ * will take the job sooner than a sleeping thread could wake.
+ */
+void svc__workers_wake(svc_service *s);
 /* Runs an endpoint's handler for job j and builds the answer (worker or loop thread). */
 svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client);
 

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct svc_ctx {
     svc_service *svc;          /* the service */
@@ -163,20 +165,68 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
     return o;
 }
 
+static int64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Workers awake (running a handler or about to look for a job), less those
+ * in a handler for SVC_BLOCKED_US or more (mu held).
+ */
+static int s_running(svc_service *s)
+{
+    int awake = s->n_threads - s->n_idle + s->n_woken;
+    if (awake < s->run_target)
+        return awake;
+    int64_t now = s_now_us();
+    for (int i = 0; i < s->n_threads; i++) {
+        int64_t since = atomic_load_explicit(&s->wk[i].busy_since, memory_order_relaxed);
+        if (since && now - since >= SVC_BLOCKED_US)
+            awake--;
+    }
+    return awake;
+}
+
+/*
+ * Waking a thread per job costs more than a short handler, and on a small
+ * machine the woken threads only take turns on the same CPUs: so a job
+ * wakes a worker only when fewer than run_target are running.  A handler
+ * that blocks (calls another service, sleeps) stops counting after
+ * SVC_BLOCKED_US, and the loop's wake_timer then wakes another for the
+ * jobs behind it.
+ */
+void svc__workers_wake(svc_service *s)
+{
+    if (s->n_idle > s->n_woken && s_running(s) < s->run_target) {
+        s->n_woken++;
+        pthread_cond_signal(&s->cv);
+    }
+}
+
 static void *s_worker(void *arg)
 {
-    svc_service *s = arg;
+    svc__worker *me = arg;
+    svc_service *s = me->svc;
     svc_client *client = NULL;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->jobs && !s->quit_workers)
+        while (!s->jobs && !s->quit_workers) {
+            s->n_idle++;
             pthread_cond_wait(&s->cv, &s->mu);
+            s->n_idle--;
+            if (s->n_woken > 0)
+                s->n_woken--;
+        }
         if (!s->jobs) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
         svc__job *j = s->jobs;
         s->jobs = j->next;
+        bool more = s->jobs != NULL;   /* others wait: answer through the loop */
         if (!s->jobs)
             s->jobs_tail = NULL;
         s->n_jobs--;
@@ -186,11 +236,16 @@ static void *s_worker(void *arg)
         atomic_fetch_add(&s->inflight, 1);
         pthread_mutex_unlock(&s->mu);
 
+        atomic_store_explicit(&me->busy_since, s_now_us(), memory_order_relaxed);
         svc__out *o = svc__handle(s, j, &client);
+        atomic_store_explicit(&me->busy_since, 0, memory_order_relaxed);
         svc__job_free(j);
-        /* A unary answer goes out from here; a stream's through the loop. */
+        /* A unary answer goes out from here when no other job waits; a
+         * stream's, and one among many (under load), through the loop,
+         * which sends them in a batch and then drains the socket: that
+         * saves the ZMQ_EVENTS read (a poll(2)) a send from here needs. */
         bool wake = false;
-        if (o && !o->stream) {
+        if (o && !o->stream && !more) {
             wake = svc__server_send(s, o);
             o = NULL;
         }
@@ -218,15 +273,26 @@ static void *s_worker(void *arg)
 int svc__workers_start(svc_service *s)
 {
     s->threads = calloc((size_t)s->workers, sizeof *s->threads);
-    if (!s->threads)
+    s->wk = calloc((size_t)s->workers, sizeof *s->wk);
+    if (!s->threads || !s->wk)
         return -ENOMEM;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    s->run_target = cpus > 2 ? (int)cpus - 1 : 1;
+    if (s->run_target > s->workers)
+        s->run_target = s->workers;
     for (int i = 0; i < s->workers; i++) {
-        int rc = pthread_create(&s->threads[i], NULL, s_worker, s);
+        s->wk[i].svc = s;
+        atomic_init(&s->wk[i].busy_since, 0);
+        /* Under mu, so that the loop's wake checks see a consistent n_threads. */
+        pthread_mutex_lock(&s->mu);
+        int rc = pthread_create(&s->threads[i], NULL, s_worker, &s->wk[i]);
+        if (rc == 0)
+            s->n_threads++;
+        pthread_mutex_unlock(&s->mu);
         if (rc) {
             svc_error_log("cannot start worker thread\terror=\"%s\"", strerror(rc));
             return -rc;
         }
-        s->n_threads++;
     }
     return 0;
 }
@@ -263,9 +329,16 @@ int svc__workers_stop(svc_service *s, bool bounded)
             abandoned++;
         }
     }
+    pthread_mutex_lock(&s->mu);
     free(s->threads);
     s->threads = NULL;
     s->n_threads = 0;
+    pthread_mutex_unlock(&s->mu);
+    /* An abandoned worker still writes its busy_since: keep wk then. */
+    if (!abandoned) {
+        free(s->wk);
+        s->wk = NULL;
+    }
     return abandoned;
 }
 
