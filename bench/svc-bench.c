@@ -5,6 +5,7 @@
  *   svc-bench raw-client ADDR [flags]      bare DEALER round trips, 1 in flight
  *   svc-bench bench-echo [svc options]     svc service "bench.echo", Echo.Call
  *   svc-bench svc-client [flags]           svc_call by name, 1 in flight
+ *   svc-bench hotpath [flags]              ns per call of tracing and endpoint stats
  *
  * Clients print one JSON object per line on stdout:
  *   {"bench":"svc-unary.tcp","value":...,"unit":"calls/s",...}
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "echo.h"
+#include "hotpath.h"
 #include "raw.h"
 #include "svccall.h"
 #include "stream.h"
@@ -33,6 +35,7 @@ static const struct {
     { "stream-client", bm_stream_client, "svc stream messages per second, one way" },
     { "raw-source", bm_raw_source, "bare ZeroMQ PUSH sending as fast as it can" },
     { "raw-sink", bm_raw_sink, "bare ZeroMQ one-way messages per second (PULL)" },
+    { "hotpath", bm_hotpath, "ns per call added by tracing and endpoint stats (in-process)" },
     { NULL, NULL, NULL },
 };
 

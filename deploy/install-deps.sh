@@ -29,6 +29,10 @@ python3-zmq
 
 # Peers and tools for bench/ only, one per line.
 BENCH_PACKAGES="
+libgrpc++-dev
+protobuf-compiler-grpc
+libprotobuf-dev
+protobuf-compiler
 "
 
 for a in "$@"; do

@@ -43,6 +43,8 @@ struct svc_client_stream {
     int end_rc;                 /* how it ended: 1, SVC_EREMOTE, SVC_EUNREACHABLE, SVC_ECLOSED */
     svc_error end_err;          /* the error it ended with, if any */
     s_queued *q_head, *q_tail;  /* data kept for recv (at most SVC_STREAM_WINDOW) */
+    uint8_t data_hdr[32];       /* packed header of our STREAM_DATA (kind + id) */
+    size_t data_hlen;           /* its length */
 };
 
 /* The address of one random node of service, from the registry. */
@@ -153,6 +155,11 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
         rc = SVC_EUNREACHABLE;
         goto out_free;
     }
+    /* Every STREAM_DATA we send has the same header: pack it once. */
+    Svc__Header dh = SVC__HEADER__INIT;
+    dh.kind = SVC__KIND__STREAM_DATA;
+    dh.id = st->id;
+    st->data_hlen = svc__header__pack(&dh, st->data_hdr);
     free(address);
     *out = st;
     return 0;
@@ -172,11 +179,23 @@ out_free:
  * although it holds less than its HWM: wait for room then, up to
  * SVC_CONNECT_TIMEOUT_MS (a node that is gone fails after that).
  */
+/* Our STREAM_DATA with the packed header: [SVC01][header][body]. */
+static int s_send_data(svc_client_stream *st, const void *body, size_t len)
+{
+    void *sock = st->conn->sock;
+    if (zmq_send(sock, SVC_WIRE_SIGNATURE, SVC_WIRE_SIGNATURE_LEN, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0)
+        return -errno;
+    /* After the first part is queued the rest cannot fail with EAGAIN. */
+    zmq_send(sock, st->data_hdr, st->data_hlen, ZMQ_SNDMORE);
+    return zmq_send(sock, body, len, 0) < 0 ? -errno : 0;
+}
+
 static int s_put(svc_client_stream *st, const Svc__Header *h, const void *body, size_t len)
 {
     int64_t until = svc__now_ms() + SVC_CONNECT_TIMEOUT_MS;
     for (;;) {
-        int rc = svc__wire_send(st->conn->sock, NULL, h, body, len, ZMQ_DONTWAIT);
+        int rc = h ? svc__wire_send(st->conn->sock, NULL, h, body, len, ZMQ_DONTWAIT)
+                   : s_send_data(st, body, len);
         if (rc != -EAGAIN && rc != -EINTR)
             return rc;
         int64_t left = until - svc__now_ms();
@@ -424,10 +443,7 @@ int svc_client_stream_send(svc_client_stream *st, const void *body, size_t len, 
     }
     if (st->ended || st->flow.out_eof)
         return s_send_refused(st, err);
-    Svc__Header h = SVC__HEADER__INIT;
-    h.kind = SVC__KIND__STREAM_DATA;
-    h.id = st->id;
-    int rc = s_put(st, &h, body ? body : "", len);
+    int rc = s_put(st, NULL, body ? body : "", len);
     if (rc < 0) {
         char d[256];
         snprintf(d, sizeof d, "cannot send to \"%s\": %s", st->conn->address, svc_strerror(rc));

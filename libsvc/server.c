@@ -104,11 +104,12 @@ static bool s_input_pending(svc_service *s)
     return zmq_getsockopt(s->router, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN);
 }
 
-/* Sends o on the ROUTER now (loop thread only) and frees it. */
 /*
  * Puts o's frames on the ROUTER (sock_mu taken here).  Returns 0 or -errno
  * (EAGAIN: the peer's queue is full; EHOSTUNREACH: the peer is gone); o's
- * route is consumed either way.  *pending: input is waiting.
+ * route is consumed either way.  *pending: input is waiting — read only
+ * when pending is not NULL (a ZMQ_EVENTS read: a poll(2) in libzmq); the
+ * loop thread passes NULL when it drains the socket until EAGAIN next.
  */
 static int s_put(svc_service *s, svc__out *o, bool *pending)
 {
@@ -133,8 +134,6 @@ static int s_put(svc_service *s, svc__out *o, bool *pending)
             zmq_send(s->router, o->body, o->blen, 0);
         atomic_fetch_add(&s->sent_bytes, o->blen);
     }
-    /* ZMQ_EVENTS costs a poll(2) of ZeroMQ's mailbox: a caller sending a
-     * batch (pending NULL) reads the socket once after it instead. */
     if (pending)
         *pending = s_input_pending(s);
     pthread_mutex_unlock(&s->sock_mu);
@@ -170,16 +169,15 @@ static void s_stream_overflow(svc_service *s, svc_stream *st)
     svc__server_log_bad(s, "stream receiver too slow", "ended with 429");
 }
 
-/* Sends o and frees it; *pending (if not NULL) as s_put. */
-static void s_send(svc_service *s, svc__out *o, bool *pending)
+/* svc__server_send; check: re-read ZMQ_EVENTS after the send (see s_put). */
+static bool s_send(svc_service *s, svc__out *o, bool check)
 {
-    if (pending)
-        *pending = false;
     if (o->stream && atomic_load(&o->stream->closed)) {
         svc__out_free(o);   /* cancelled or gone: nothing more is sent (protocol 9.5) */
-        return;
+        return false;
     }
-    int rc = s_put(s, o, pending);
+    bool pending = false;
+    int rc = s_put(s, o, check ? &pending : NULL);
     if (rc == -EAGAIN && o->stream) {
         s_stream_overflow(s, o->stream);
     } else if (rc < 0) {
@@ -195,13 +193,12 @@ static void s_send(svc_service *s, svc__out *o, bool *pending)
         svc__stream_unlist(s, o->stream);
     }
     svc__out_free(o);
+    return pending;
 }
 
 bool svc__server_send(svc_service *s, svc__out *o)
 {
-    bool pending;
-    s_send(s, o, &pending);
-    return pending;
+    return s_send(s, o, true);
 }
 
 /* Sends the queued last words of overflowed streams; gives up after 5 s. */
@@ -246,13 +243,16 @@ static svc__out *s_take_outs(svc_service *s, bool close)
     return o;
 }
 
-/* Sends a list of outs taken off the queue (loop thread; the caller reads input after). */
+/*
+ * Sends a list of outs taken off the queue (loop thread), without a
+ * ZMQ_EVENTS read after each: the caller drains the socket next.
+ */
 static void s_send_all(svc_service *s, svc__out *o)
 {
     while (o) {
         svc__out *next = o->next;
         o->next = NULL;
-        s_send(s, o, NULL);
+        s_send(s, o, false);
         o = next;
     }
 }
@@ -286,8 +286,23 @@ static void s_enqueue(svc_service *s, svc__job *j)
     size_t blen;
     svc__msg_body(&j->msg, &blen);
     s->queued_bytes += blen;
-    pthread_cond_signal(&s->cv);
+    svc__workers_wake(s);
     pthread_mutex_unlock(&s->mu);
+    if (!ev_is_active(&s->wake_timer))
+        ev_timer_start(s->loop, &s->wake_timer);
+}
+
+/* While jobs wait: wake a worker if the running ones have blocked; stop when none wait. */
+static void s_on_wake_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    svc_service *s = w->data;
+    pthread_mutex_lock(&s->mu);
+    bool waiting = s->jobs != NULL;
+    if (waiting)
+        svc__workers_wake(s);
+    pthread_mutex_unlock(&s->mu);
+    if (!waiting)
+        ev_timer_stop(loop, w);
 }
 
 static const svc__endpoint *s_endpoint(svc_service *s, const char *name)
@@ -434,7 +449,7 @@ static void s_on_ping(svc_service *s, svc__msg *m)
         svc__out_free(o);
 }
 
-/* Receives and dispatches every message waiting on the ROUTER. */
+/* Receives and dispatches every message waiting on the ROUTER (until EAGAIN). */
 static void s_drain_in(svc_service *s)
 {
     for (int n = 0;; n++) {
@@ -454,7 +469,8 @@ static void s_drain_in(svc_service *s)
             ev_idle_start(s->loop, &s->more);
             return;
         }
-        /* Receive until EAGAIN: that also re-arms the edge-triggered ZMQ_FD. */
+        /* Receiving until EAGAIN re-arms ZMQ_FD as reading ZMQ_EVENTS would,
+         * without a ZMQ_EVENTS read (a poll(2) inside libzmq) per message. */
         int rc = svc__msg_recv(s->router, &m, ZMQ_DONTWAIT, true, why, sizeof why);
         pthread_mutex_unlock(&s->sock_mu);
         if (rc == -EAGAIN) {
@@ -648,6 +664,8 @@ int svc__server_start(svc_service *s)
     ev_io_start(s->loop, &s->io);
     ev_timer_init(&s->retry_timer, s_on_retry, 0.1, 0.1);
     s->retry_timer.data = s;
+    ev_timer_init(&s->wake_timer, s_on_wake_timer, SVC_BLOCKED_US / 1e6, SVC_BLOCKED_US / 1e6);
+    s->wake_timer.data = s;
     ev_idle_init(&s->more, s_on_more);
     s->more.data = s;
     ev_async_init(&s->wake, s_on_wake);
@@ -679,6 +697,7 @@ void svc__server_stop(svc_service *s)
     ev_io_stop(s->loop, &s->io);
     ev_idle_stop(s->loop, &s->more);
     ev_timer_stop(s->loop, &s->retry_timer);
+    ev_timer_stop(s->loop, &s->wake_timer);
     ev_async_stop(s->loop, &s->wake);
     ev_signal_stop(s->loop, &s->sigterm);
     ev_signal_stop(s->loop, &s->sigint);

@@ -63,6 +63,10 @@ svc_service *svc_new(const char *name, int argc, char **argv)
     svc__rand_hex(rnd);
     snprintf(s->node_id, sizeof s->node_id, "%.64s-%.8s", s->name, rnd);
     svc_log_set_name(s->name);
+    if (s->log_requests && svc__wrap_log_requests(s) < 0) {
+        svc_destroy(&s);
+        return NULL;
+    }
     svc__debug_add(s);
     return s;
 }
@@ -92,9 +96,13 @@ static int s_add(svc_service *s, const char *endpoint, svc_handler_fn fn, svc_st
     }
     svc__endpoint *ep = &s->eps[s->n_eps];
     *ep = (svc__endpoint){ .name = strdup(endpoint), .fn = fn, .sfn = sfn, .iofn = iofn,
-                           .kind = kind, .req = req, .rsp = rsp };
-    if (!ep->name)
+                           .kind = kind, .req = req, .rsp = rsp,
+                           .stats = calloc(1, sizeof(svc__epstats)) };
+    if (!ep->name || !ep->stats) {
+        free(ep->name);
+        free(ep->stats);
         return -ENOMEM;
+    }
     s->n_eps++;
     return 0;
 }
@@ -313,8 +321,10 @@ void svc_destroy(svc_service **sp)
     *sp = NULL;
     if (s->abandoned)
         return;   /* abandoned handlers may still use it: leak it to the exit */
-    for (size_t i = 0; i < s->n_eps; i++)
+    for (size_t i = 0; i < s->n_eps; i++) {
         free(s->eps[i].name);
+        free(s->eps[i].stats);
+    }
     free(s->eps);
     free(s->name);
     free(s->version);

@@ -30,8 +30,10 @@
 
 #include "svc/service.h"
 #include "flow.h"
+#include "epstats.h"
 #include "registry.pb-c.h"
 #include "wire.h"
+#include "wrap_int.h"
 
 #define SVC_MAX_QUEUED_JOBS 4096   /* beyond: answer 503 busy */
 #define SVC_MAX_QUEUED_BYTES (256L * 1024 * 1024)  /* request bytes queued; beyond: 503 busy */
@@ -41,6 +43,7 @@
 #define SVC_MAX_STREAMS     4096   /* open streams per service; beyond: 503 */
 #define SVC_MAX_QUEUED_OUT  65536  /* beyond: stream sends get -EAGAIN */
 #define SVC_STREAM_BUCKETS  1024   /* open streams hash table (power of 2) */
+#define SVC_BLOCKED_US      1000   /* a handler running this long counts as blocked (worker.c) */
 
 typedef struct svc__endpoint {
     char *name;                                /* "Struct.Method", owned */
@@ -51,7 +54,14 @@ typedef struct svc__endpoint {
     const ProtobufCMessageDescriptor *req;     /* request type */
     const ProtobufCMessageDescriptor *rsp;     /* response type */
     bool inline_;                              /* built-in: run on the loop thread */
+    svc__epstats *stats;                       /* counters for Debug.Stats, owned */
 } svc__endpoint;
+
+/* One worker thread, as the wake policy sees it (worker.c). */
+typedef struct svc__worker {
+    svc_service *svc;             /* the service */
+    atomic_llong busy_since;      /* monotonic us its current handler began; 0 = in none */
+} svc__worker;
 
 /* A request waiting for, or being handled by, a worker. */
 typedef struct svc__job {
@@ -161,6 +171,11 @@ struct svc_service {
     bool out_open;              /* the loop takes outs; false once it is gone */
     pthread_t *threads;
     int n_threads;
+    svc__worker *wk;            /* one per thread (busy_since read without mu) */
+    int n_idle;                 /* workers waiting on cv */
+    int n_woken;                /* of those, signalled and not yet up */
+    int run_target;             /* workers kept running at once: online CPUs - 1, at least 1 */
+    ev_timer wake_timer;        /* loop thread, while jobs wait: wakes a worker if runners block */
 
     /* registrar */
     pthread_t reg_thread;
@@ -173,6 +188,11 @@ struct svc_service {
     atomic_ulong requests, errors;
     atomic_uint inflight;
     Svc__Registry__Service *reg_service;  /* what the registrar registers */
+
+    /* wrappers (wrap.c): fixed before svc_run, read by every thread after */
+    svc__hwraps handler_wraps;  /* around every handler */
+    svc__cwraps client_wraps;   /* given to each worker's client */
+    bool log_requests;          /* --log-requests: the log wrappers are installed */
 };
 
 /* options.c */
@@ -205,6 +225,12 @@ void svc__server_log_bad(svc_service *s, const char *what, const char *why);
 int svc__workers_start(svc_service *s);
 int svc__workers_stop(svc_service *s, bool bounded);
 void svc__job_free(svc__job *j);
+/*
+ * mu held, a job queued: wakes one idle worker unless run_target workers are
+ * already running handlers that have not blocked (SVC_BLOCKED_US) — they
+ * will take the job sooner than a sleeping thread could wake.
+ */
+void svc__workers_wake(svc_service *s);
 /* Runs an endpoint's handler for job j and builds the answer (worker or loop thread). */
 svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client);
 

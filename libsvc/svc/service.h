@@ -26,7 +26,9 @@
  * at once, stops taking new requests, lets the ones in flight finish (up to
  * the drain timeout) and returns 0.
  *
- * Every service also serves Debug.Health and Debug.Stats (proto/debug.proto).
+ * Every service also serves Debug.Health and Debug.Stats (proto/debug.proto),
+ * with per-endpoint counters and latency percentiles.  Wrappers around
+ * handlers and onward calls: svc/wrap.h.  Trace ids: svc/trace.h.
  *
  * Options (flag, else environment variable, else default):
  *   --name NAME               SVC_NAME                service name (default: svc_new's)
@@ -43,6 +45,8 @@
  *                                                     receiver falls this far behind ends with
  *                                                     429 (default 10000)
  *   --log-level LEVEL         SVC_LOG_LEVEL           debug|info|warn|error
+ *   --log-requests            SVC_LOG_REQUESTS        1|0: log one line per request and per
+ *                                                     onward call (svc/wrap.h), default off
  *   --help
  */
 #ifndef SVC_SERVICE_H
@@ -185,7 +189,11 @@ const char *svc_ctx_meta(const svc_ctx *ctx, const char *key);
 /* The endpoint being served ("Say.Hello"); borrowed for the call. */
 const char *svc_ctx_endpoint(const svc_ctx *ctx);
 
-/* Milliseconds left before the caller's deadline; -1 when it set none. */
+/*
+ * Milliseconds left before the caller's deadline; -1 when it set none.  A
+ * handler doing long work should stop when it reaches 0: nobody waits for
+ * the answer any more.
+ */
 int svc_ctx_remaining_ms(const svc_ctx *ctx);
 
 /* The service's data pointer (svc_set_data). */
@@ -197,9 +205,12 @@ svc_client *svc_ctx_client(svc_ctx *ctx);
 /*
  * Calls another service on behalf of this request: like svc_call with the
  * worker's client, the caller's remaining deadline (or opts->timeout_ms if
- * sooner), and all the incoming metadata passed on (trace ids, auth token,
- * ...: as go-micro does), opts->meta overriding it.  A deadline that has
- * already passed fails with SVC_ETIMEOUT (408) without sending anything.
+ * sooner), and all the incoming metadata passed on (auth token, ...: as
+ * go-micro does) with what wrappers set (svc_ctx_set_meta), opts->meta
+ * overriding it; the trace continues with a new span (svc/trace.h).  A
+ * deadline that has already passed fails with SVC_ETIMEOUT (408) without
+ * sending anything.  (A plain svc_call on svc_ctx_client(ctx) keeps the
+ * trace and the deadline too, but passes no other metadata on.)
  */
 int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
                  const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rsp_desc,

@@ -5,7 +5,7 @@ import re
 import signal
 import time
 
-from harness import BIN, check, wait_until
+from harness import BIN, check, wait_until, serial
 
 
 def node_address(proc):
@@ -59,6 +59,7 @@ def test_version_and_metadata_filters(p):
           "no matching node: %r" % r)
 
 
+@serial   # 200 ms call timeouts: other tests' load beside it would trip the count
 def test_breaker_leaves_stopped_node_out_and_probes_it_again(p):
     p.start_registry()
     gs = [p.start_service("greeter", wait_name="greeter") for _ in range(3)]

@@ -58,7 +58,7 @@ def test_svcctl_stream_bidi_many_messages_in_order(p):
     testsvc(p)
     n = 10000 if SANITIZED else 100000
     lines = "".join('{"seq":%d,"text":"m%d"}\n' % (i, i) for i in range(n))
-    r = p.ctl("stream", "testsvc", "Test.Echo", stdin=lines, timeout=120)
+    r = p.ctl("stream", "testsvc", "Test.Bidi", stdin=lines, timeout=120)
     check(r.code == 0, "svcctl stream failed: %r" % (r,))
     out = r.out.splitlines()
     check(len(out) == n, "expected %d answers, got %d" % (n, len(out)))
@@ -83,13 +83,13 @@ def test_svcctl_stream_client_and_server_kinds(p):
           "Test.Ticks: %r" % (r,))
     # The kind from the registry is shown by svcctl service.
     r = p.ctl("service", "testsvc")
-    check("Endpoint: Test.Echo (stream: bidi)" in r.out and
+    check("Endpoint: Test.Bidi (stream: bidi)" in r.out and
           "Endpoint: Test.Sum (stream: client)" in r.out and
           "Endpoint: Test.Ticks (stream: server)" in r.out, "svcctl service: %s" % r.out)
     # --address and --kind bypass the registry.
     addr = p.nodes("testsvc")[0]["address"]
     r = p.ctl("--registry", "ipc:///nonexistent/reg", "stream", "--address", addr, "--kind",
-              "bidi", "testsvc", "Test.Echo", stdin='{"seq":5}\n')
+              "bidi", "testsvc", "Test.Bidi", stdin='{"seq":5}\n')
     check(r.code == 0 and r.out == '{"seq":"5","text":""}\n', "--address --kind: %r" % (r,))
 
 
@@ -102,12 +102,12 @@ def test_svcctl_stream_errors(p):
     check(e == {"id": "testsvc", "code": 409, "detail": "aborted after 3 messages",
                 "status": "Conflict"}, "Test.Abort error %r" % e)
     # A bad input line: named, the stream cancelled, exit 65.
-    r = p.ctl("stream", "testsvc", "Test.Echo", stdin='{"seq":1}\nnot json\n')
+    r = p.ctl("stream", "testsvc", "Test.Bidi", stdin='{"seq":1}\nnot json\n')
     check(r.code == 65 and 'invalid JSON on stdin line 2' in r.err, "bad line: %r" % (r,))
-    r = p.ctl("stream", "testsvc", "Test.Echo", stdin='[1]\n')
+    r = p.ctl("stream", "testsvc", "Test.Bidi", stdin='[1]\n')
     check(r.code == 65 and "want an object" in r.err, "array line: %r" % (r,))
     # A field the message does not have: the server ends the stream with 400.
-    r = p.ctl("stream", "testsvc", "Test.Echo", stdin='{"nope":1}\n')
+    r = p.ctl("stream", "testsvc", "Test.Bidi", stdin='{"nope":1}\n')
     check(r.code == 1 and '"code":400' in r.err and "invalid stream message" in r.err,
           "unknown field: %r" % (r,))
     # Not a stream, unknown endpoint, usage.
@@ -117,7 +117,7 @@ def test_svcctl_stream_errors(p):
     check(r.code == 1 and 'endpoint "Test.Nope" not found' in r.err, "unknown endpoint: %r" % (r,))
     r = p.ctl("stream", "testsvc")
     check(r.code == 64, "missing endpoint: %r" % (r,))
-    r = p.ctl("stream", "--kind", "sideways", "testsvc", "Test.Echo")
+    r = p.ctl("stream", "--kind", "sideways", "testsvc", "Test.Bidi")
     check(r.code == 64 and 'invalid kind "sideways"' in r.err, "bad kind: %r" % (r,))
     r = p.ctl("stream", "--help")
     check(r.code == 0 and "half-closes" in r.out, "help: %r" % (r,))
@@ -205,7 +205,7 @@ def test_cancel_from_either_side_frees_the_stream(p):
     st.close()
     # Many cancelled streams leave nothing open (the ASan pass checks memory at exit).
     for _ in range(20 if SANITIZED else 200):
-        s2 = pyclient.open_stream(addr, "testsvc", "Test.Echo", b"", credit=16)
+        s2 = pyclient.open_stream(addr, "testsvc", "Test.Bidi", b"", credit=16)
         s2.send(b'{"seq":1}')
         s2.cancel()
     wait_until(lambda: stream_stats(addr)["open"] == 0, 10, what="every echo to end")
@@ -252,7 +252,7 @@ def test_bad_stream_input_gets_clear_errors(p):
     ended_with(st, 400, "server-streaming endpoint takes no stream data")
     st.close()
     # A bidi open with a body (its messages go as STREAM_DATA): 400 before it starts.
-    st = pyclient.open_stream(addr, "testsvc", "Test.Echo", b'{"seq":1}')
+    st = pyclient.open_stream(addr, "testsvc", "Test.Bidi", b'{"seq":1}')
     ended_with(st, 400, "carries a body")
     st.close()
     # The same stream id opened twice on one connection: 409 for the second.
