@@ -212,6 +212,12 @@ size_t svc_client_pending(const svc_client *c)
     return c->n_pending;
 }
 
+int svc__client_nodes(svc_client *c, const char *service, int64_t deadline, svc__node **nodes,
+                      size_t *n, svc_error *err)
+{
+    return svc__regcache_nodes(c->cache, service, deadline, nodes, n, err);
+}
+
 /* ---- connections ----------------------------------------------------------- */
 
 static void s_conn_drop(svc_client *c, svc__conn *k)
