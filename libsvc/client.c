@@ -935,11 +935,11 @@ int svc_call_cb(svc_client *c, const char *service, const char *endpoint, const 
 int svc_future_wait(svc_future *f, int timeout_ms)
 {
     int64_t until = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
-    for (;;) {
+    for (bool pumped = false;; pumped = true) {
         if (f->state == S_DONE)
             return 0;
-        if (until >= 0 && svc__now_ms() >= until)
-            return SVC_ETIMEOUT;
+        if (pumped && until >= 0 && svc__now_ms() >= until)
+            return SVC_ETIMEOUT;   /* (at least one round of I/O, even for 0 ms) */
         s_pump(f->c, until);
     }
 }
