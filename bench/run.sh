@@ -148,3 +148,6 @@ echo
 "$py" bench/report.py "$out" "$tmp"/run-*.jsonl
 echo
 echo "wrote $out"
+
+echo
+bench/supervisor.sh "$1"   # supervisor restart latency vs s6, runit, supervisord; footprint; idle CPU

@@ -55,6 +55,7 @@ typedef struct s_ctl {
     pthread_cond_t cv;
     s_cmd *queue;              /* under mu */
     bool finished;             /* svc_run returned; under mu */
+    int run_rc;                /* what it returned (1: could not bind, ...); under mu */
     bool closed;               /* the main loop takes no more commands; under mu */
     s_follower *followers;     /* main thread only */
 } s_ctl;
@@ -358,6 +359,7 @@ static void *s_thread(void *arg)
     int rc = svc_run(k->svc);
     pthread_mutex_lock(&k->mu);
     k->finished = true;
+    k->run_rc = rc;
     pthread_mutex_unlock(&k->mu);
     if (rc != 0)
         svc_warn("control API stopped\tcode=%d", rc);
@@ -412,13 +414,14 @@ int sup_control_start(sup *s, int argc, char **argv)
     return 0;
 }
 
-bool sup_control_finished(sup *s)
+bool sup_control_finished(sup *s, int *rc)
 {
     s_ctl *k = s->control;
     if (!k)
         return false;
     pthread_mutex_lock(&k->mu);
     bool f = k->finished;
+    *rc = k->run_rc;
     pthread_mutex_unlock(&k->mu);
     return f;
 }

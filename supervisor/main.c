@@ -86,9 +86,15 @@ static char *s_bin_dir(void)
 static void s_on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
     sup *s = w->data;
+    int rc = 0;
     sup_control_run_pending(s);
-    if (sup_control_finished(s) && !s->stopping)
+    if (sup_control_finished(s, &rc) && !s->stopping) {
+        if (rc != 0) {
+            fprintf(stderr, "supervisor: the control API on \"%s\" failed; stopping\n", s->control_addr);
+            s->exit_code = 1;
+        }
         sup_shutdown(s);   /* SIGTERM/SIGINT reached the API thread's loop */
+    }
 }
 
 static void s_on_hup(struct ev_loop *loop, ev_signal *w, int revents)

@@ -226,7 +226,8 @@ void sup_control_run_pending(sup *s);     /* on the main loop, from `wake` */
 void sup_control_stop(sup *s);            /* at exit: stop the API thread */
 /* A captured log line for followers (svcctl logs -f). */
 void sup_control_log_line(sup *s, const char *service, const char *line);
-bool sup_control_finished(sup *s);        /* the API thread's svc_run returned (SIGTERM) */
+/* The API thread's svc_run returned (SIGTERM/SIGINT, or it could not bind: *rc != 0). */
+bool sup_control_finished(sup *s, int *rc);
 
 /* Monotonic seconds (ev_now of the default loop). */
 double sup_now(sup *s);
