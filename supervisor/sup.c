@@ -178,7 +178,12 @@ void sup_shutdown(sup *s)
     s_shutdown_step(s);
 }
 
-/* Systemd status: how many instances are ready; READY=1 once the first start settled. */
+/*
+ * Systemd status: how many instances are ready.  READY=1 once the first start
+ * has settled: no instance is starting (the rest are up, failed, backing off,
+ * or waiting for a dependency that is not up), so a failing service cannot
+ * hold the unit in "activating" until systemd's start timeout.
+ */
 static void s_sd_status(sup *s)
 {
     int ready = 0, total = 0;
@@ -188,7 +193,7 @@ static void s_sd_status(sup *s)
             sup_state st = v->inst[k].state;
             total++;
             ready += st == SUP_READY || st == SUP_UNHEALTHY;
-            if (v->want_up && (st == SUP_STOPPED || st == SUP_STARTING))
+            if (st == SUP_STARTING)   /* what can start has (the plan just ran) */
                 settled = false;
         }
     }
