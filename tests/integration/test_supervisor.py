@@ -398,3 +398,35 @@ def test_sup_install_unit_and_pkgconfig(p):
     r = p.ctl("health", "tiny")
     check(r.code == 0 and " ok" in r.out, "tiny health: %r" % r)
     check(t.stop(10) == 0, "tiny exit code")
+
+
+def test_sup_notifies_systemd(p):
+    """Under systemd: READY=1 once started, STATUS=, WATCHDOG=1 pings, STOPPING=1; children get our socket."""
+    import socket
+    path = os.path.join(p.dir, "systemd-notify.sock")
+    sd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sd.bind(path)
+    sd.settimeout(10)
+    s = Sup(p)
+    s.write("dep", suptest(p.dir + "/dep.r", "--ready-after 0.5") + "ready = notify\n")
+    s.write("app", suptest(p.dir + "/app.r", "--ready-after 0") + "ready = notify\nafter = dep\n")
+    p.env.update(NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+    s.start()
+    msgs, t0 = [], time.monotonic()
+    while not any("READY=1" in m for m in msgs):
+        msgs.append(sd.recv(4096).decode())
+        check(time.monotonic() - t0 < 10, "no READY=1 from the supervisor: %r" % msgs)
+    ready = [m for m in msgs if "READY=1" in m][0]
+    check("STATUS=2 of 2 instances ready" in ready, "READY=1 came before both were ready: %r" % msgs)
+    check(events(p.dir + "/app.r", "ready"), "READY=1 sent before app was ready")
+    pings, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < 1.0:
+        pings += sd.recv(4096).decode() == "WATCHDOG=1"
+    check(3 <= pings <= 8, "%d WATCHDOG=1 in 1 s, want about 5 (every 200 ms)" % pings)
+    s.proc.signal(signal.SIGTERM)
+    while True:
+        m = sd.recv(4096).decode()
+        if m.startswith("STOPPING=1"):
+            break
+    check(s.proc.p.wait(10) == 0, "supervisor exit code")
+    sd.close()
