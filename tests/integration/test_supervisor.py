@@ -430,3 +430,33 @@ def test_sup_notifies_systemd(p):
             break
     check(s.proc.p.wait(10) == 0, "supervisor exit code")
     sd.close()
+
+
+def test_sup_spawn_settings_and_log_rotation(p):
+    """user, rlimits, environment, working directory, instances; stdout/stderr tagged; rotation."""
+    s = Sup(p)
+    s.write("who", "[service]\ncommand = /bin/sh\n"
+            "args = -c 'id -un; ulimit -n; echo \"$FOO|$SVC_SERVICE|$SVC_INSTANCE\"; pwd; echo oops >&2'\n"
+            "instances = 2\nuser = nobody\nenvironment = FOO=\"a b\"\nworking_directory = /tmp\n"
+            "[restart]\npolicy = never\n[limits]\nnofile = 123\n")
+    s.write("chatty", "[service]\ncommand = /bin/sh\n"
+            "args = -c 'i=0; while [ $i -lt 400 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done'\n"
+            "[restart]\npolicy = never\n[log]\nsink = file\nmax_size = 4096\nfiles = 2\n")
+    s.start()
+    s.wait_states("who", "stopped", 2)
+    s.wait_states("chatty", "stopped", 1)
+    out = s.ctl("logs", "-n", "100", "who").out
+    for k in (0, 1):
+        for want in ("who[%d] out: nobody" % k, "who[%d] out: 123" % k, "who[%d] out: a b|who|%d" % (k, k),
+                     "who[%d] out: /tmp" % k, "who[%d] err: oops" % k, "who[%d] sup: pid" % k):
+            check(want in out, "%r not in logs:\n%s" % (want, out))
+    logs = os.path.join(s.state, "logs")
+    names = sorted(f for f in os.listdir(logs) if f.startswith("chatty"))
+    check(names == ["chatty.log", "chatty.log.1", "chatty.log.2"], "rotated files: %r" % names)
+    sizes = [os.path.getsize(os.path.join(logs, f)) for f in names]
+    check(all(0 < z <= 4096 for z in sizes), "sizes %r over max_size 4096" % sizes)
+    with open(os.path.join(logs, "chatty.log")) as f:
+        last = f.read().splitlines()
+    check(" chatty[0] sup: pid " in last[-1] and last[-1].endswith(" exited: exit 0"), "last line %r" % last[-1])
+    check(any(l.endswith("chatty[0] out: line-399-xxxxxxxxxxxxxxxxxxxxxxxx") for l in last), "last output line missing")
+    s.proc.stop(10)
