@@ -460,3 +460,34 @@ def test_sup_spawn_settings_and_log_rotation(p):
     check(" chatty[0] sup: pid " in last[-1] and last[-1].endswith(" exited: exit 0"), "last line %r" % last[-1])
     check(any(l.endswith("chatty[0] out: line-399-xxxxxxxxxxxxxxxxxxxxxxxx") for l in last), "last output line missing")
     s.proc.stop(10)
+
+
+def test_sup_tcp_and_http_checks(p):
+    """tcp and http health checks: healthy when they answer, restarted when they do not."""
+    import socket
+
+    def free_port():
+        with socket.socket() as x:
+            x.bind(("127.0.0.1", 0))
+            return x.getsockname()[1]
+
+    web, closed = free_port(), free_port()
+    s = Sup(p)
+    chk = "[health]\ncheck = %s\n%s\ninterval = 0.3\ntimeout = 1\nfailures = 2\n[restart]\nbackoff_initial = 0.1\n"
+    s.write("web", "[service]\ncommand = %s\nargs = -m http.server %d --bind 127.0.0.1\n" % (PY, web) +
+            chk % ("http", "url = http://127.0.0.1:%d/" % web))
+    s.write("tcpok", "[service]\ncommand = /bin/sleep\nargs = 1000\nafter = web\n" +
+            chk % ("tcp", "address = 127.0.0.1:%d" % web))
+    s.write("http404", "[service]\ncommand = /bin/sleep\nargs = 1000\nafter = web\n" +
+            chk % ("http", "url = http://127.0.0.1:%d/nope" % web))
+    s.write("tcpbad", "[service]\ncommand = /bin/sleep\nargs = 1000\n" +
+            chk % ("tcp", "address = 127.0.0.1:%d" % closed))
+    s.start()
+    for name in ("web", "tcpok"):
+        wait_until(lambda: (s.ps(name) or [{}])[0].get("health") == "ok", 10, what="%s healthy" % name)
+    for name, why in (("http404", "http status 404"), ("tcpbad", "connect: Connection refused")):
+        wait_until(lambda: (s.ps(name) or [{}])[0].get("restarts", 0) >= 1, 10, what="%s restarted" % name)
+        logs = s.ctl("logs", "-n", "50", name).out
+        check("health check failed (2/2): " + why in logs, "%s: no %r in\n%s" % (name, why, logs))
+    check(all(i["restarts"] == 0 for i in s.ps() if i["service"] in ("web", "tcpok")), "healthy ones restarted")
+    s.proc.stop(10)
