@@ -110,12 +110,20 @@ $(GEN)/testsvc.pb-c.c $(GEN)/testsvc.pb-c.h: tests/testsvc.proto
 $(BIN)/svc-testsvc: $(OBJ)/tests/testsvc.o $(OBJ)/gen/testsvc.pb-c.o $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
+$(BIN)/svc-testclient: $(OBJ)/tests/testclient.o $(OBJ)/gen/testsvc.pb-c.o $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+$(BIN)/fanout: $(OBJ)/examples/fanout/main.o $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
 $(BIN)/svc-bench: $(call objs,$(wildcard bench/*.c)) $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
 
 PROGRAMS := $(addprefix $(BIN)/,$(PROGRAM_DIRS)) $(BIN)/greeter $(BIN)/greeter-client
+PROGRAMS += $(BIN)/fanout
 TEST_PROGRAMS := $(BIN)/svc-testsvc
+TEST_PROGRAMS += $(BIN)/svc-testclient
 
 # --- unit tests ------------------------------------------------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -189,8 +197,24 @@ fuzz: deps fuzz-build
 # --- benchmarks ------------------------------------------------------------
 bench: deps
 	@deploy/install-deps.sh --bench
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(GRPC_BENCH)
 	@bench/run.sh $(BUILD)
+
+# The gRPC peer (C++, BENCH_PACKAGES): built only for `make bench`, never by `all`.
+GRPC_GEN   := $(GEN)/grpc
+GRPC_BENCH := $(BIN)/grpc-bench
+CXX        ?= c++
+
+$(GRPC_GEN)/echo.grpc.pb.cc: $(GRPC_GEN)/echo.pb.cc
+$(GRPC_GEN)/echo.pb.cc: bench/grpc/echo.proto
+	@mkdir -p $(GRPC_GEN)
+	protoc -Ibench/grpc --cpp_out=$(GRPC_GEN) --grpc_out=$(GRPC_GEN) \
+	    --plugin=protoc-gen-grpc="$$(command -v grpc_cpp_plugin)" $<
+
+$(GRPC_BENCH): bench/grpc/grpc-bench.cc $(GRPC_GEN)/echo.pb.cc $(GRPC_GEN)/echo.grpc.pb.cc
+	@mkdir -p $(BIN)
+	$(CXX) -std=c++17 -O2 -g -Wall -Werror -I$(GRPC_GEN) -o $@ $^ \
+	    $$(pkg-config --cflags --libs grpc++ protobuf)
 
 # --- install ---------------------------------------------------------------
 # Layout: binaries in $(PREFIX)/bin; libsvc.a, libsvc.so.0 (+ .so link) and

@@ -33,6 +33,10 @@ BENCH_PACKAGES="
 s6
 runit
 supervisor
+libgrpc++-dev
+protobuf-compiler-grpc
+libprotobuf-dev
+protobuf-compiler
 "
 
 for a in "$@"; do

@@ -25,14 +25,30 @@ static const ctl_verb s_verbs[] = {
       "  --version GLOB   only nodes of a matching version, e.g. '2.*'\n"
       "  --node-meta K=G  only nodes whose metadata match (comma-separated K=GLOB)\n"
       "  --timeout MS     deadline of the call (default 30000)\n"
+      "  --trace          print the call's trace id on stderr first, as trace=ID (the\n"
+      "                   services log it as trace=ID); taken from --metadata\n"
+      "                   Micro-Trace-Id=ID when given\n"
       "The answer is printed as JSON on stdout.  An error is printed on stderr as\n"
       "go-micro error JSON {\"id\",\"code\",\"detail\",\"status\"} and the exit code is 1.\n" },
     { "health", ctl_health, "NAME", "call Debug.Health on every node: NODE ADDRESS STATUS",
       "Exit code 1 when any node is not ok.\n" },
     { "stats", ctl_stats, "NAME",
-      "call Debug.Stats on every node: started, uptime, memory, threads, requests, errors", NULL },
+      "call Debug.Stats on every node: started, uptime, memory, threads, requests, errors",
+      "Under the node table, one table per node: ENDPOINT REQUESTS ERRORS INFLIGHT P50 P99\n"
+      "(latency of unary calls since the node started).  -o json: each node's \"endpoints\".\n" },
     { "watch", ctl_watch, "[NAME]",
       "print registry changes (create, update, delete) as they happen, until interrupted", NULL },
+    { "stream", ctl_stream, "NAME ENDPOINT",
+      "open a stream: JSON request lines on stdin, JSON answer lines on stdout",
+      "  --metadata K=V   send metadata with the stream open (repeatable)\n"
+      "  --address ADDR   open it on this node directly, bypassing the selector\n"
+      "  --kind KIND      server, client or bidi (default: the endpoint's stream_kind\n"
+      "                   metadata in the registry)\n"
+      "Each stdin line is one request (a JSON object; blank lines are skipped); end\n"
+      "of stdin half-closes the stream.  A server stream takes only the first line\n"
+      "({} when stdin is empty).  Each message from the server is printed as one\n"
+      "JSON line.  A clean end exits 0; an error is printed on stderr as go-micro\n"
+      "error JSON and exits 1; an invalid input line cancels the stream and exits 65.\n" },
     { "ps", ctl_ps, "[NAME]",
       "supervised instances: SERVICE INSTANCE PID STATE UPTIME RESTARTS HEALTH",
       "States: stopped starting ready unhealthy stopping backoff failed.\n"
