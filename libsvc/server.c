@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -592,6 +593,12 @@ static void s_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         svc__server_begin_drain(s);
 }
 
+/* Pings the watchdog from the loop thread: a stalled loop stops the pings. */
+static void s_on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    sd_notify(0, "WATCHDOG=1");
+}
+
 static void s_on_dereg_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
     svc_service *s = w->data;
@@ -681,6 +688,14 @@ int svc__server_start(svc_service *s)
     s->dereg_timer.data = s;
     ev_timer_init(&s->drain_timer, s_on_drain_timeout, (double)s->drain_s + 3.0, 0.);
     s->drain_timer.data = s;
+    uint64_t wd_usec = 0;
+    ev_timer_init(&s->watchdog, s_on_watchdog, 0., 0.);
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+        double every = (double)wd_usec / 2e6;
+        ev_timer_set(&s->watchdog, every, every);
+        ev_timer_start(s->loop, &s->watchdog);
+        sd_notify(0, "WATCHDOG=1");
+    }
     pthread_mutex_lock(&s->mu);
     s->out_open = true;
     pthread_mutex_unlock(&s->mu);
@@ -703,6 +718,7 @@ void svc__server_stop(svc_service *s)
     ev_signal_stop(s->loop, &s->sigint);
     ev_timer_stop(s->loop, &s->dereg_timer);
     ev_timer_stop(s->loop, &s->drain_timer);
+    ev_timer_stop(s->loop, &s->watchdog);
     if (s->router) {
         /* Send what the workers left, then end open streams. */
         pthread_mutex_lock(&s->mu);
