@@ -1,0 +1,680 @@
+/*
+ * brokerd/pubsub.c — the BRK1 pub/sub thread: subscriptions, queue groups,
+ * fan-out with bounded per-connection queues.
+ *
+ * All state below belongs to the thread; `mu` is held while the thread
+ * works through a batch of input and by brk_pubsub_stats, so stats read a
+ * consistent picture without slowing the hot path by more than one
+ * uncontended lock per batch.
+ */
+#include "pubsub.h"
+#include "topic.h"
+#include "clock.h"
+#include "zctx.h"
+#include "svc/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define S_RID_MAX     256     /* ZeroMQ routing ids are at most 255 bytes */
+#define S_BATCH       1024    /* messages handled per lock of mu */
+#define S_PROBE_MS    2000    /* how often connections with subscriptions are probed */
+#define S_MAX_SUBS_PER_PEER 10000
+#define S_QUEUE_MAX   64
+
+typedef struct s_peer {
+    unsigned char rid[S_RID_MAX];  /* routing id */
+    size_t rid_len;                /* its length */
+    uint64_t delivered;            /* messages sent to it */
+    uint64_t dropped;              /* messages dropped: its queue was full */
+    size_t n_subs;                 /* subscriptions it holds */
+    bool dead;                     /* a send found it gone: remove after the batch */
+} s_peer;
+
+typedef struct s_sub {
+    s_peer *peer;                  /* owning connection */
+    uint64_t sid;                  /* subscription id chosen by the client */
+    char *pattern;                 /* topic pattern, owned */
+    char *queue;                   /* queue group, "" for none, owned */
+    int group;                     /* index into groups, -1 when no queue */
+    uint64_t delivered;            /* messages sent to this subscription */
+    uint64_t dropped;              /* messages for it dropped */
+} s_sub;
+
+typedef struct s_group {
+    char *pattern;                 /* borrowed from a member */
+    char *queue;                   /* borrowed from a member */
+    unsigned next;                 /* round-robin cursor */
+    unsigned hit;                  /* batch stamp: matched by the current message */
+} s_group;
+
+struct brk_pubsub {
+    void *zctx;                    /* own context: one I/O thread for the data path */
+    void *router;                  /* the BRK1 socket */
+    void *ctl_recv, *ctl_send;     /* inproc PAIR: stop */
+    char *address;                 /* bound endpoint */
+    size_t max_payload;
+    uint64_t instance;             /* random per start: lets clients notice a restart */
+    pthread_t thread;
+    pthread_mutex_t mu;            /* the tables below */
+
+    s_peer **peers;                /* connections with subscriptions */
+    size_t n_peers, cap_peers;
+    s_sub *subs;                   /* every subscription */
+    size_t n_subs, cap_subs;
+    s_group *groups;               /* rebuilt when subscriptions change */
+    size_t n_groups;
+    unsigned stamp;                /* per-message stamp for group hits */
+
+    uint64_t published, delivered, dropped, unrouted, rejected;
+};
+
+/* ---- tables ------------------------------------------------------------------ */
+
+static s_peer *s_peer_find(brk_pubsub *ps, const void *rid, size_t len)
+{
+    for (size_t i = 0; i < ps->n_peers; i++)
+        if (ps->peers[i]->rid_len == len && memcmp(ps->peers[i]->rid, rid, len) == 0)
+            return ps->peers[i];
+    return NULL;
+}
+
+static s_peer *s_peer_get(brk_pubsub *ps, const void *rid, size_t len)
+{
+    s_peer *p = s_peer_find(ps, rid, len);
+    if (p || len > S_RID_MAX)
+        return p;
+    if (ps->n_peers == ps->cap_peers) {
+        size_t cap = ps->cap_peers ? ps->cap_peers * 2 : 16;
+        s_peer **n = realloc(ps->peers, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        ps->peers = n;
+        ps->cap_peers = cap;
+    }
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    memcpy(p->rid, rid, len);
+    p->rid_len = len;
+    ps->peers[ps->n_peers++] = p;
+    return p;
+}
+
+/* Groups index subscriptions sharing (pattern, queue); rebuilt on every change. */
+static int s_groups_rebuild(brk_pubsub *ps)
+{
+    free(ps->groups);
+    ps->groups = calloc(ps->n_subs ? ps->n_subs : 1, sizeof *ps->groups);
+    ps->n_groups = 0;
+    if (!ps->groups)
+        return -ENOMEM;
+    for (size_t i = 0; i < ps->n_subs; i++) {
+        s_sub *s = &ps->subs[i];
+        s->group = -1;
+        if (!s->queue[0])
+            continue;
+        for (size_t g = 0; g < ps->n_groups; g++)
+            if (strcmp(ps->groups[g].pattern, s->pattern) == 0 &&
+                strcmp(ps->groups[g].queue, s->queue) == 0)
+                s->group = (int)g;
+        if (s->group < 0) {
+            ps->groups[ps->n_groups] = (s_group){ s->pattern, s->queue, 0, 0 };
+            s->group = (int)ps->n_groups++;
+        }
+    }
+    return 0;
+}
+
+static void s_sub_remove_at(brk_pubsub *ps, size_t i)
+{
+    ps->subs[i].peer->n_subs--;
+    free(ps->subs[i].pattern);
+    free(ps->subs[i].queue);
+    ps->subs[i] = ps->subs[--ps->n_subs];
+}
+
+/* Drops peers marked dead (and their subscriptions), and peers with none left. */
+static void s_reap(brk_pubsub *ps)
+{
+    bool changed = false;
+    for (size_t i = 0; i < ps->n_subs;) {
+        if (ps->subs[i].peer->dead) {
+            s_sub_remove_at(ps, i);
+            changed = true;
+        } else {
+            i++;
+        }
+    }
+    for (size_t i = 0; i < ps->n_peers;) {
+        if (ps->peers[i]->dead || ps->peers[i]->n_subs == 0) {
+            free(ps->peers[i]);
+            ps->peers[i] = ps->peers[--ps->n_peers];
+        } else {
+            i++;
+        }
+    }
+    if (changed)
+        s_groups_rebuild(ps);
+}
+
+/* ---- sending ------------------------------------------------------------------- */
+
+/* Sends frames to a peer without blocking; 0, -EAGAIN (queue full) or -EHOSTUNREACH. */
+static int s_send(brk_pubsub *ps, const s_peer *p, zmq_msg_t *frames, int n)
+{
+    if (zmq_send(ps->router, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -errno;
+    for (int i = 0; i < n; i++) {
+        /* After the routing id is accepted the rest of the message always is. */
+        if (zmq_msg_send(&frames[i], ps->router, (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+static void s_reply(brk_pubsub *ps, const void *rid, size_t rid_len, const char *cmd,
+                    uint64_t sid, int code, const char *detail)
+{
+    if (zmq_send(ps->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;
+    unsigned char head[13];
+    memcpy(head, cmd, 5);
+    for (int i = 0; i < 8; i++)
+        head[5 + i] = (unsigned char)(sid >> (8 * i));
+    if (!code) {
+        zmq_send(ps->router, head, sizeof head, ZMQ_DONTWAIT);
+        return;
+    }
+    char c[16];
+    snprintf(c, sizeof c, "%d", code);
+    zmq_send(ps->router, head, sizeof head, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(ps->router, c, strlen(c), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(ps->router, detail, strlen(detail), ZMQ_DONTWAIT);
+}
+
+/* One copy of the message to subscription s: 0, or -errno from s_send. */
+static int s_deliver(brk_pubsub *ps, s_sub *s, zmq_msg_t *topic, zmq_msg_t *body,
+                     zmq_msg_t *meta, bool has_meta)
+{
+    zmq_msg_t f[4];
+    zmq_msg_init_size(&f[0], 13);
+    unsigned char *h = zmq_msg_data(&f[0]);
+    memcpy(h, "BRK1D", 5);
+    for (int i = 0; i < 8; i++)
+        h[5 + i] = (unsigned char)(s->sid >> (8 * i));
+    zmq_msg_init(&f[1]);
+    zmq_msg_copy(&f[1], topic);
+    zmq_msg_init(&f[2]);
+    zmq_msg_copy(&f[2], body);
+    int n = 3;
+    if (has_meta) {
+        zmq_msg_init(&f[3]);
+        zmq_msg_copy(&f[3], meta);
+        n = 4;
+    }
+    int rc = s_send(ps, s->peer, f, n);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+    if (rc == 0) {
+        s->delivered++;
+        s->peer->delivered++;
+        ps->delivered++;
+    } else if (rc == -EHOSTUNREACH) {
+        s->peer->dead = true;
+    }
+    return rc;
+}
+
+/* Picks the next member of group g that accepts the message (round robin). */
+static void s_deliver_group(brk_pubsub *ps, int g, zmq_msg_t *topic, zmq_msg_t *body,
+                            zmq_msg_t *meta, bool has_meta)
+{
+    s_group *grp = &ps->groups[g];
+    s_sub *members[S_QUEUE_MAX * 16];
+    size_t n = 0;
+    for (size_t i = 0; i < ps->n_subs && n < sizeof members / sizeof *members; i++)
+        if (ps->subs[i].group == g && !ps->subs[i].peer->dead)
+            members[n++] = &ps->subs[i];
+    if (n == 0)
+        return;
+    unsigned start = grp->next++ % (unsigned)n;
+    for (size_t k = 0; k < n; k++) {
+        s_sub *s = members[(start + k) % n];
+        int rc = s_deliver(ps, s, topic, body, meta, has_meta);
+        if (rc == 0)
+            return;
+    }
+    /* Every member's queue is full: the message is dropped, counted on the first choice. */
+    members[start]->dropped++;
+    members[start]->peer->dropped++;
+    ps->dropped++;
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+static uint64_t s_le64(const void *p)
+{
+    const unsigned char *b = p;
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | b[i];
+    return v;
+}
+
+/* PUB: topic, body [, meta]. */
+static void s_on_pub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
+{
+    size_t tlen = zmq_msg_size(&f[0]);
+    const char *topic = zmq_msg_data(&f[0]);
+    if (n < 2 || n > 3 || !brk_topic_valid(topic, tlen, false) ||
+        zmq_msg_size(&f[1]) > ps->max_payload) {
+        ps->rejected++;
+        const char *why = n < 2 || n > 3 ? "publish needs topic, body and optional meta frames"
+                          : !brk_topic_valid(topic, tlen, false) ? "invalid topic"
+                                                                 : "body exceeds the maximum payload";
+        s_reply(ps, zmq_msg_data(rid), zmq_msg_size(rid), "BRK1E", 0,
+                n >= 2 && n <= 3 && brk_topic_valid(topic, tlen, false) ? 413 : 400, why);
+        return;
+    }
+    ps->published++;
+    unsigned stamp = ++ps->stamp;
+    int hits[S_QUEUE_MAX];
+    size_t n_hits = 0;
+    bool any = false;
+    for (size_t i = 0; i < ps->n_subs; i++) {
+        s_sub *s = &ps->subs[i];
+        if (s->peer->dead || !brk_topic_match(s->pattern, topic, tlen))
+            continue;
+        any = true;
+        if (s->group < 0) {
+            if (s_deliver(ps, s, &f[0], &f[1], &f[2], n == 3) == -EAGAIN) {
+                s->dropped++;
+                s->peer->dropped++;
+                ps->dropped++;
+            }
+        } else if (ps->groups[s->group].hit != stamp && n_hits < S_QUEUE_MAX) {
+            ps->groups[s->group].hit = stamp;
+            hits[n_hits++] = s->group;
+        }
+    }
+    for (size_t i = 0; i < n_hits; i++)
+        s_deliver_group(ps, hits[i], &f[0], &f[1], &f[2], n == 3);
+    if (!any)
+        ps->unrouted++;
+}
+
+static char *s_str(zmq_msg_t *m)
+{
+    char *s = malloc(zmq_msg_size(m) + 1);
+    if (s) {
+        memcpy(s, zmq_msg_data(m), zmq_msg_size(m));
+        s[zmq_msg_size(m)] = 0;
+    }
+    return s;
+}
+
+/* SUB: sid(8), pattern, queue. */
+static void s_on_sub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
+{
+    const void *r = zmq_msg_data(rid);
+    size_t rl = zmq_msg_size(rid);
+    if (n != 3 || zmq_msg_size(&f[0]) != 8) {
+        ps->rejected++;
+        s_reply(ps, r, rl, "BRK1E", 0, 400, "subscribe needs sid, topic and queue frames");
+        return;
+    }
+    uint64_t sid = s_le64(zmq_msg_data(&f[0]));
+    const char *pat = zmq_msg_data(&f[1]);
+    size_t plen = zmq_msg_size(&f[1]), qlen = zmq_msg_size(&f[2]);
+    if (!brk_topic_valid(pat, plen, true)) {
+        s_reply(ps, r, rl, "BRK1E", sid, 400, "invalid topic pattern");
+        return;
+    }
+    if (qlen && !brk_topic_valid(zmq_msg_data(&f[2]), qlen, false)) {
+        s_reply(ps, r, rl, "BRK1E", sid, 400, "invalid queue group name");
+        return;
+    }
+    s_peer *p = s_peer_get(ps, r, rl);
+    if (!p || p->n_subs >= S_MAX_SUBS_PER_PEER) {
+        s_reply(ps, r, rl, "BRK1E", sid, p ? 429 : 500,
+                p ? "too many subscriptions on this connection" : "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < ps->n_subs; i++)
+        if (ps->subs[i].peer == p && ps->subs[i].sid == sid) {
+            s_reply(ps, r, rl, "BRK1E", sid, 409, "subscription id already in use");
+            return;
+        }
+    if (ps->n_subs == ps->cap_subs) {
+        size_t cap = ps->cap_subs ? ps->cap_subs * 2 : 16;
+        s_sub *ns = realloc(ps->subs, cap * sizeof *ns);
+        if (!ns) {
+            s_reply(ps, r, rl, "BRK1E", sid, 500, "out of memory");
+            return;
+        }
+        ps->subs = ns;
+        ps->cap_subs = cap;
+    }
+    s_sub *s = &ps->subs[ps->n_subs];
+    *s = (s_sub){ .peer = p, .sid = sid, .pattern = s_str(&f[1]), .queue = s_str(&f[2]) };
+    if (!s->pattern || !s->queue) {
+        free(s->pattern);
+        free(s->queue);
+        s_reply(ps, r, rl, "BRK1E", sid, 500, "out of memory");
+        return;
+    }
+    ps->n_subs++;
+    p->n_subs++;
+    s_groups_rebuild(ps);
+    s_reply(ps, r, rl, "BRK1A", sid, 0, NULL);
+}
+
+/* UNSUB: sid(8). */
+static void s_on_unsub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
+{
+    const void *r = zmq_msg_data(rid);
+    size_t rl = zmq_msg_size(rid);
+    if (n != 1 || zmq_msg_size(&f[0]) != 8) {
+        ps->rejected++;
+        s_reply(ps, r, rl, "BRK1E", 0, 400, "unsubscribe needs a sid frame");
+        return;
+    }
+    uint64_t sid = s_le64(zmq_msg_data(&f[0]));
+    s_peer *p = s_peer_find(ps, r, rl);
+    for (size_t i = 0; p && i < ps->n_subs; i++) {
+        if (ps->subs[i].peer == p && ps->subs[i].sid == sid) {
+            s_sub_remove_at(ps, i);
+            s_groups_rebuild(ps);
+            s_reap(ps);
+            s_reply(ps, r, rl, "BRK1A", sid, 0, NULL);
+            return;
+        }
+    }
+    s_reply(ps, r, rl, "BRK1E", sid, 404, "no such subscription");
+}
+
+/* PING: answered with the broker instance so a client notices a restart. */
+static void s_on_ping(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
+{
+    s_reply(ps, zmq_msg_data(rid), zmq_msg_size(rid), "BRK1H", ps->instance, 0, NULL);
+}
+
+typedef struct s_cmd {
+    const char *name;   /* the 5-octet first frame */
+    void (*fn)(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *frames, int n);
+} s_cmd;
+
+static const s_cmd s_cmds[] = {
+    { "BRK1P", s_on_pub },
+    { "BRK1S", s_on_sub },
+    { "BRK1U", s_on_unsub },
+    { "BRK1H", s_on_ping },
+    { NULL, NULL },
+};
+
+#define S_MAX_FRAMES 6
+
+/* Receives one whole message and dispatches it; false when nothing was waiting. */
+static bool s_handle_one(brk_pubsub *ps)
+{
+    zmq_msg_t rid, cmd, f[S_MAX_FRAMES];
+    zmq_msg_init(&rid);
+    if (zmq_msg_recv(&rid, ps->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&rid);
+        return false;
+    }
+    zmq_msg_init(&cmd);
+    int n = 0;
+    bool more = zmq_msg_more(&rid), too_many = false, has_cmd = false;
+    if (more) {
+        zmq_msg_recv(&cmd, ps->router, 0);
+        has_cmd = true;
+        more = zmq_msg_more(&cmd);
+    }
+    while (more) {
+        zmq_msg_t *m = n < S_MAX_FRAMES ? &f[n] : &f[S_MAX_FRAMES - 1];
+        if (n >= S_MAX_FRAMES) {
+            zmq_msg_close(m);
+            too_many = true;
+        } else {
+            n++;
+        }
+        zmq_msg_init(m);
+        zmq_msg_recv(m, ps->router, 0);
+        more = zmq_msg_more(m);
+    }
+    const s_cmd *c = NULL;
+    if (has_cmd && zmq_msg_size(&cmd) == 5)
+        for (c = s_cmds; c->name && memcmp(c->name, zmq_msg_data(&cmd), 5) != 0; c++)
+            ;
+    if (!c || !c->name || too_many) {
+        ps->rejected++;
+        s_reply(ps, zmq_msg_data(&rid), zmq_msg_size(&rid), "BRK1E", 0, 400,
+                too_many ? "too many frames" : "unknown command: want BRK1P, BRK1S, BRK1U or BRK1H");
+    } else {
+        c->fn(ps, &rid, f, n);
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+    zmq_msg_close(&cmd);
+    zmq_msg_close(&rid);
+    return true;
+}
+
+/* Sends a probe to every connection with subscriptions; a gone one is reaped. */
+static void s_probe(brk_pubsub *ps)
+{
+    for (size_t i = 0; i < ps->n_peers; i++) {
+        s_peer *p = ps->peers[i];
+        if (zmq_send(ps->router, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            if (errno == EHOSTUNREACH)
+                p->dead = true;
+            continue;
+        }
+        unsigned char head[13] = "BRK1H";
+        for (int k = 0; k < 8; k++)
+            head[5 + k] = (unsigned char)(ps->instance >> (8 * k));
+        zmq_send(ps->router, head, sizeof head, ZMQ_DONTWAIT);
+    }
+    s_reap(ps);
+}
+
+static void *s_thread(void *arg)
+{
+    brk_pubsub *ps = arg;
+    zmq_pollitem_t items[2] = {
+        { ps->router, 0, ZMQ_POLLIN, 0 },
+        { ps->ctl_recv, 0, ZMQ_POLLIN, 0 },
+    };
+    int64_t next_probe = svc__now_ms() + S_PROBE_MS;
+    for (;;) {
+        int rc = zmq_poll(items, 2, S_PROBE_MS);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (items[1].revents & ZMQ_POLLIN)
+            break;
+        pthread_mutex_lock(&ps->mu);
+        for (int i = 0; i < S_BATCH && s_handle_one(ps); i++)
+            ;
+        bool reap = false;
+        for (size_t i = 0; i < ps->n_peers; i++)
+            reap |= ps->peers[i]->dead;
+        if (reap)
+            s_reap(ps);
+        if (svc__now_ms() >= next_probe) {
+            s_probe(ps);
+            next_probe = svc__now_ms() + S_PROBE_MS;
+        }
+        pthread_mutex_unlock(&ps->mu);
+    }
+    return NULL;
+}
+
+int brk_pubsub_start(brk_pubsub **out, const brk_pubsub_cfg *cfg)
+{
+    brk_pubsub *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return -ENOMEM;
+    pthread_mutex_init(&ps->mu, NULL);
+    ps->max_payload = cfg->max_payload;
+    ps->instance = svc__rand() | 1;
+    ps->zctx = zmq_ctx_new();
+    int rc = -ENOMEM;
+    if (!ps->zctx)
+        goto out_free;
+    ps->router = zmq_socket(ps->zctx, ZMQ_ROUTER);
+    ps->ctl_recv = zmq_socket(ps->zctx, ZMQ_PAIR);
+    ps->ctl_send = zmq_socket(ps->zctx, ZMQ_PAIR);
+    if (!ps->router || !ps->ctl_recv || !ps->ctl_send)
+        goto out_ctx;
+    int one = 1, zero = 0, hwm = cfg->sub_hwm, rcvhwm = 100000;
+    int64_t maxmsg = (int64_t)cfg->max_payload + 65536;
+    int hb = 1000, hbt = 5000;
+    zmq_setsockopt(ps->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(ps->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(ps->router, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    zmq_setsockopt(ps->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(ps->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(ps->router, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    zmq_setsockopt(ps->router, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
+    if (zmq_bind(ps->router, cfg->address) < 0) {
+        rc = -errno;
+        svc_error_log("cannot bind pub/sub socket\taddress=%s error=\"%s\"", cfg->address,
+                      zmq_strerror(errno));
+        goto out_ctx;
+    }
+    char ep[512];
+    size_t eplen = sizeof ep;
+    zmq_getsockopt(ps->router, ZMQ_LAST_ENDPOINT, ep, &eplen);
+    ps->address = strdup(ep);
+    char inproc[64];
+    snprintf(inproc, sizeof inproc, "inproc://brk-pubsub-%p", (void *)ps);
+    if (!ps->address || zmq_bind(ps->ctl_recv, inproc) < 0 || zmq_connect(ps->ctl_send, inproc) < 0)
+        goto out_ctx;
+    rc = -pthread_create(&ps->thread, NULL, s_thread, ps);
+    if (rc)
+        goto out_ctx;
+    *out = ps;
+    return 0;
+
+out_ctx:
+    if (ps->router)
+        zmq_close(ps->router);
+    if (ps->ctl_recv)
+        zmq_close(ps->ctl_recv);
+    if (ps->ctl_send)
+        zmq_close(ps->ctl_send);
+    zmq_ctx_term(ps->zctx);
+out_free:
+    free(ps->address);
+    pthread_mutex_destroy(&ps->mu);
+    free(ps);
+    return rc;
+}
+
+const char *brk_pubsub_address(const brk_pubsub *ps)
+{
+    return ps->address;
+}
+
+static char *s_hex(const unsigned char *b, size_t n)
+{
+    char *s = malloc(n * 2 + 1);
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        sprintf(s + 2 * i, "%02x", b[i]);
+    s[n * 2] = 0;
+    return s;
+}
+
+int brk_pubsub_stats(brk_pubsub *ps, Svc__Broker__StatsResponse *out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&ps->mu);
+    out->published = ps->published;
+    out->delivered = ps->delivered;
+    out->dropped = ps->dropped;
+    out->unrouted = ps->unrouted;
+    out->rejected = ps->rejected;
+    out->peers = calloc(ps->n_peers ? ps->n_peers : 1, sizeof *out->peers);
+    if (!out->peers) {
+        rc = -ENOMEM;
+        goto out_unlock;
+    }
+    for (size_t i = 0; i < ps->n_peers; i++) {
+        s_peer *p = ps->peers[i];
+        Svc__Broker__PeerStats *ph = malloc(sizeof *ph);
+        if (!ph) {
+            rc = -ENOMEM;
+            goto out_unlock;
+        }
+        svc__broker__peer_stats__init(ph);
+        out->peers[out->n_peers++] = ph;
+        ph->peer = s_hex(p->rid, p->rid_len);
+        ph->delivered = p->delivered;
+        ph->dropped = p->dropped;
+        ph->subscriptions = calloc(p->n_subs ? p->n_subs : 1, sizeof *ph->subscriptions);
+        if (!ph->peer || !ph->subscriptions) {
+            rc = -ENOMEM;
+            goto out_unlock;
+        }
+        for (size_t k = 0; k < ps->n_subs; k++) {
+            s_sub *s = &ps->subs[k];
+            if (s->peer != p || ph->n_subscriptions >= p->n_subs)
+                continue;
+            Svc__Broker__SubscriptionStats *ss = malloc(sizeof *ss);
+            if (!ss) {
+                rc = -ENOMEM;
+                goto out_unlock;
+            }
+            svc__broker__subscription_stats__init(ss);
+            ph->subscriptions[ph->n_subscriptions++] = ss;
+            ss->topic = strdup(s->pattern);
+            ss->queue = strdup(s->queue);
+            ss->delivered = s->delivered;
+            ss->dropped = s->dropped;
+            if (!ss->topic || !ss->queue) {
+                rc = -ENOMEM;
+                goto out_unlock;
+            }
+        }
+    }
+out_unlock:
+    pthread_mutex_unlock(&ps->mu);
+    return rc;
+}
+
+void brk_pubsub_stop(brk_pubsub **psp)
+{
+    brk_pubsub *ps = *psp;
+    if (!ps)
+        return;
+    *psp = NULL;
+    zmq_send(ps->ctl_send, "", 0, 0);
+    pthread_join(ps->thread, NULL);
+    zmq_close(ps->router);
+    zmq_close(ps->ctl_recv);
+    zmq_close(ps->ctl_send);
+    zmq_ctx_term(ps->zctx);
+    for (size_t i = 0; i < ps->n_subs; i++) {
+        free(ps->subs[i].pattern);
+        free(ps->subs[i].queue);
+    }
+    free(ps->subs);
+    for (size_t i = 0; i < ps->n_peers; i++)
+        free(ps->peers[i]);
+    free(ps->peers);
+    free(ps->groups);
+    free(ps->address);
+    pthread_mutex_destroy(&ps->mu);
+    free(ps);
+}
