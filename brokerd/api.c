@@ -72,7 +72,7 @@ static int s_run(svc_ctx *ctx, brk_op_kind kind, const void *req, void *rsp, uin
 static bool s_name(const char *s, size_t max)
 {
     size_t n = strlen(s);
-    return n <= max && brk_topic_valid(s, n, false);
+    return n <= max && svc__topic_valid(s, n, false);
 }
 
 static bool s_group(const char *s)
@@ -102,7 +102,7 @@ static int s_publish(svc_ctx *ctx, const void *vreq, void *rsp)
     brk_api *api = svc_ctx_data(ctx);
     if (!s_name(req->stream, S_STREAM_NAME_MAX))
         return S_BAD_STREAM(ctx, req->stream);
-    if (req->topic[0] && !s_name(req->topic, BRK_TOPIC_MAX))
+    if (req->topic[0] && !s_name(req->topic, SVC__TOPIC_MAX))
         return svc_ctx_error(ctx, 400, "invalid topic \"%s\"", req->topic);
     if (strlen(req->id) > S_ID_MAX)
         return svc_ctx_error(ctx, 400, "message id longer than %d bytes", S_ID_MAX);

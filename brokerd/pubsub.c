@@ -274,14 +274,14 @@ static void s_on_pub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
 {
     size_t tlen = zmq_msg_size(&f[0]);
     const char *topic = zmq_msg_data(&f[0]);
-    if (n < 2 || n > 3 || !brk_topic_valid(topic, tlen, false) ||
+    if (n < 2 || n > 3 || !svc__topic_valid(topic, tlen, false) ||
         zmq_msg_size(&f[1]) > ps->max_payload) {
         ps->rejected++;
         const char *why = n < 2 || n > 3 ? "publish needs topic, body and optional meta frames"
-                          : !brk_topic_valid(topic, tlen, false) ? "invalid topic"
+                          : !svc__topic_valid(topic, tlen, false) ? "invalid topic"
                                                                  : "body exceeds the maximum payload";
         s_reply(ps, zmq_msg_data(rid), zmq_msg_size(rid), "BRK1E", 0,
-                n >= 2 && n <= 3 && brk_topic_valid(topic, tlen, false) ? 413 : 400, why);
+                n >= 2 && n <= 3 && svc__topic_valid(topic, tlen, false) ? 413 : 400, why);
         return;
     }
     ps->published++;
@@ -291,7 +291,7 @@ static void s_on_pub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
     bool any = false;
     for (size_t i = 0; i < ps->n_subs; i++) {
         s_sub *s = &ps->subs[i];
-        if (s->peer->dead || !brk_topic_match(s->pattern, topic, tlen))
+        if (s->peer->dead || !svc__topic_match(s->pattern, topic, tlen))
             continue;
         any = true;
         if (s->group < 0) {
@@ -334,11 +334,11 @@ static void s_on_sub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
     uint64_t sid = s_le64(zmq_msg_data(&f[0]));
     const char *pat = zmq_msg_data(&f[1]);
     size_t plen = zmq_msg_size(&f[1]), qlen = zmq_msg_size(&f[2]);
-    if (!brk_topic_valid(pat, plen, true)) {
+    if (!svc__topic_valid(pat, plen, true)) {
         s_reply(ps, r, rl, "BRK1E", sid, 400, "invalid topic pattern");
         return;
     }
-    if (qlen && !brk_topic_valid(zmq_msg_data(&f[2]), qlen, false)) {
+    if (qlen && !svc__topic_valid(zmq_msg_data(&f[2]), qlen, false)) {
         s_reply(ps, r, rl, "BRK1E", sid, 400, "invalid queue group name");
         return;
     }

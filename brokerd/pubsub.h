@@ -3,7 +3,7 @@
  *
  * Publishers and subscribers connect DEALER sockets to one ROUTER that
  * brokerd binds (docs/broker.md section 4).  One thread receives every
- * message, matches its topic against the subscriptions (brokerd/topic.h)
+ * message, matches its topic against the subscriptions (libsvc/topic.h)
  * and sends a copy to every plain subscription and to one member of every
  * queue group (round robin, skipping members whose queue is full).
  *

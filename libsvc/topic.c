@@ -1,4 +1,4 @@
-/* brokerd/topic.c — topic validation and NATS-style wildcard matching. */
+/* libsvc/topic.c — topic validation and NATS-style wildcard matching. */
 #include "topic.h"
 
 #include <string.h>
@@ -9,9 +9,9 @@ static bool s_token_char(unsigned char c)
            c == '_' || c == '-' || c == ':' || c == '$';
 }
 
-bool brk_topic_valid(const char *s, size_t len, bool wildcards)
+bool svc__topic_valid(const char *s, size_t len, bool wildcards)
 {
-    if (len == 0 || len > BRK_TOPIC_MAX)
+    if (len == 0 || len > SVC__TOPIC_MAX)
         return false;
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {
@@ -33,7 +33,7 @@ bool brk_topic_valid(const char *s, size_t len, bool wildcards)
     return true;
 }
 
-bool brk_topic_match(const char *p, const char *t, size_t len)
+bool svc__topic_match(const char *p, const char *t, size_t len)
 {
     const char *end = t + len;
     for (;;) {
