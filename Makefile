@@ -109,12 +109,15 @@ $(GEN)/testsvc.pb-c.c $(GEN)/testsvc.pb-c.h: tests/testsvc.proto
 $(BIN)/svc-testsvc: $(OBJ)/tests/testsvc.o $(OBJ)/gen/testsvc.pb-c.o $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
+$(BIN)/svc-brokertool: $(OBJ)/tests/brokertool.o $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
 $(BIN)/svc-bench: $(call objs,$(wildcard bench/*.c)) $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
 
 PROGRAMS := $(addprefix $(BIN)/,$(PROGRAM_DIRS)) $(BIN)/greeter $(BIN)/greeter-client
-TEST_PROGRAMS := $(BIN)/svc-testsvc
+TEST_PROGRAMS := $(BIN)/svc-testsvc $(BIN)/svc-brokertool
 
 # --- unit tests ------------------------------------------------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)

@@ -272,16 +272,19 @@ static uint64_t s_le64(const void *p)
 /* PUB: topic, body [, meta]. */
 static void s_on_pub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
 {
-    size_t tlen = zmq_msg_size(&f[0]);
-    const char *topic = zmq_msg_data(&f[0]);
-    if (n < 2 || n > 3 || !svc__topic_valid(topic, tlen, false) ||
-        zmq_msg_size(&f[1]) > ps->max_payload) {
+    const char *why = NULL;
+    int code = 400;
+    size_t tlen = n >= 1 ? zmq_msg_size(&f[0]) : 0;
+    const char *topic = n >= 1 ? zmq_msg_data(&f[0]) : "";
+    if (n < 2 || n > 3)
+        why = "publish needs topic, body and optional meta frames";
+    else if (!svc__topic_valid(topic, tlen, false))
+        why = "invalid topic";
+    else if (zmq_msg_size(&f[1]) > ps->max_payload)
+        why = "body exceeds the maximum payload", code = 413;
+    if (why) {
         ps->rejected++;
-        const char *why = n < 2 || n > 3 ? "publish needs topic, body and optional meta frames"
-                          : !svc__topic_valid(topic, tlen, false) ? "invalid topic"
-                                                                 : "body exceeds the maximum payload";
-        s_reply(ps, zmq_msg_data(rid), zmq_msg_size(rid), "BRK1E", 0,
-                n >= 2 && n <= 3 && svc__topic_valid(topic, tlen, false) ? 413 : 400, why);
+        s_reply(ps, zmq_msg_data(rid), zmq_msg_size(rid), "BRK1E", 0, code, why);
         return;
     }
     ps->published++;
