@@ -99,7 +99,17 @@ static void s_print_service(json_t *s)
     ctl_table_free(t);
     json_t *e;
     json_array_foreach(json_object_get(s, "endpoints"), i, e) {
-        const char *stream = json_string_value(json_object_get(json_object_get(e, "metadata"), "stream"));
+        json_t *em = json_object_get(e, "metadata");
+        const char *sub = json_string_value(json_object_get(em, "subscriber"));
+        if (sub && strcmp(sub, "true") == 0) {   /* declared with svc_subscribe */
+            const char *q = json_string_value(json_object_get(em, "queue"));
+            printf("\nSubscriber: %s", s_str(e, "name"));
+            if (q && *q)
+                printf(" (queue %s)", q);
+            printf("\n");
+            continue;
+        }
+        const char *stream = json_string_value(json_object_get(em, "stream"));
         printf("\nEndpoint: %s%s\n", s_str(e, "name"),
                stream && strcmp(stream, "true") == 0 ? " (stream)" : "");
         printf("Request: %s {\n", s_str(json_object_get(e, "request"), "type"));

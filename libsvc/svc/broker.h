@@ -102,6 +102,18 @@ int svc_broker_unsubscribe(svc_broker *b, uint64_t sid);
 uint64_t svc_broker_published(const svc_broker *b);
 uint64_t svc_broker_delivered(const svc_broker *b);
 
+/*
+ * Declares a subscriber on a service, as go-micro's RegisterSubscriber:
+ * call before svc_run.  It is registered with the service (an endpoint
+ * named after the pattern, metadata subscriber=true, topic, queue: shown by
+ * `svcctl service NAME`), and subscribed through brokerd while the service
+ * runs — retried every second until brokerd accepts, and again by itself
+ * after brokerd restarts.  fn runs on the service's broker thread, one
+ * message at a time.  Returns 0, SVC_EINVAL (bad pattern or queue), -ENOMEM.
+ */
+typedef struct svc_service svc_service;
+int svc_subscribe(svc_service *s, const char *pattern, const char *queue, svc_sub_fn fn, void *arg);
+
 /* Stops the receive thread, closes sockets, frees; *b becomes NULL.  Safe on NULL.
  * Not from inside a handler. */
 void svc_broker_destroy(svc_broker **b);

@@ -419,3 +419,22 @@ def test_broker_bad_input_clear_errors_keeps_serving(p):
     sub = spawn_sub(p, "sub", "--topic", "after.*", "--count", "1", "--seconds", "20")
     check(p.ctl("publish", "after.x", "1").code == 0, "pub/sub publish after bad input")
     check(result(sub)["received"] == 1, "pub/sub after bad input")
+
+
+def test_service_declared_subscriber_shows_and_receives(p):
+    p.start_registry()
+    # The service starts before brokerd: its subscriber is retried until brokerd is there.
+    p.start_service("svc-testsvc", "--register-interval", "1", wait_name="testsvc",
+                    env={"TESTSVC_SUBSCRIBE": "1"})
+    start_broker(p, registry=False)
+    r = p.ctl("service", "testsvc")
+    check(r.code == 0 and "Subscriber: ping.* (queue testsvc)" in r.out,
+          "svcctl service shows no subscriber:\n" + r.out)
+    eps = {e["name"]: e for e in p.service_json("testsvc")[0]["endpoints"]}
+    check(eps["ping.*"]["metadata"] == {"subscriber": "true", "topic": "ping.*", "queue": "testsvc"},
+          "subscriber endpoint metadata %r" % eps.get("ping.*"))
+    pong = spawn_sub(p, "pong", "--topic", "pong.*", "--count", "1", "--seconds", "30")
+    # Publish until the service's subscription is live (it retries once a second).
+    wait_until(lambda: p.ctl("publish", "ping.a", '"x"').code == 0 and not pong.alive(), 15,
+               step=0.3, what="the declared subscriber to answer ping.a with pong.a")
+    check(result(pong)["received"] == 1, "pong not received")
