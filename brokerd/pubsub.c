@@ -28,6 +28,11 @@
 #define S_PROBE_MS    2000    /* how often connections with subscriptions are probed */
 #define S_MAX_SUBS_PER_PEER 10000
 #define S_QUEUE_MAX   64
+#define S_REC_HEAD    18      /* delivery record: sid(8) topic_len(2) body_len(4) meta_len(4) */
+#define S_PUB_HEAD    10      /* publish record: topic_len(2) body_len(4) meta_len(4) */
+#define S_OUT_MAX_RECORDS 256 /* records per delivery batch */
+#define S_OUT_MAX_BYTES 65536 /* bytes per delivery batch (a bigger record goes alone) */
+#define S_META_MAX    65536
 
 typedef struct s_peer {
     unsigned char rid[S_RID_MAX];  /* routing id */
@@ -36,6 +41,10 @@ typedef struct s_peer {
     uint64_t dropped;              /* messages dropped: its queue was full */
     size_t n_subs;                 /* subscriptions it holds */
     bool dead;                     /* a send found it gone: remove after the batch */
+    bool full;                     /* its last batch found the queue full */
+    unsigned char *out;            /* delivery batch being built, owned */
+    size_t out_len, out_cap;       /* bytes used / allocated */
+    uint32_t out_n;                /* records in it */
 } s_peer;
 
 typedef struct s_sub {
@@ -46,6 +55,7 @@ typedef struct s_sub {
     int group;                     /* index into groups, -1 when no queue */
     uint64_t delivered;            /* messages sent to this subscription */
     uint64_t dropped;              /* messages for it dropped */
+    uint32_t queued;               /* records for it in its connection's current batch */
 } s_sub;
 
 typedef struct s_group {
@@ -141,9 +151,12 @@ static void s_sub_remove_at(brk_pubsub *ps, size_t i)
     ps->subs[i] = ps->subs[--ps->n_subs];
 }
 
+static void s_flush_all(brk_pubsub *ps);
+
 /* Drops peers marked dead (and their subscriptions), and peers with none left. */
 static void s_reap(brk_pubsub *ps)
 {
+    s_flush_all(ps);
     bool changed = false;
     for (size_t i = 0; i < ps->n_subs;) {
         if (ps->subs[i].peer->dead) {
@@ -155,6 +168,7 @@ static void s_reap(brk_pubsub *ps)
     }
     for (size_t i = 0; i < ps->n_peers;) {
         if (ps->peers[i]->dead || ps->peers[i]->n_subs == 0) {
+            free(ps->peers[i]->out);
             free(ps->peers[i]);
             ps->peers[i] = ps->peers[--ps->n_peers];
         } else {
@@ -167,17 +181,26 @@ static void s_reap(brk_pubsub *ps)
 
 /* ---- sending ------------------------------------------------------------------- */
 
-/* Sends frames to a peer without blocking; 0, -EAGAIN (queue full) or -EHOSTUNREACH. */
-static int s_send(brk_pubsub *ps, const s_peer *p, zmq_msg_t *frames, int n)
+static void s_put16(unsigned char *p, uint32_t v)
 {
-    if (zmq_send(ps->router, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-        return -errno;
-    for (int i = 0; i < n; i++) {
-        /* After the routing id is accepted the rest of the message always is. */
-        if (zmq_msg_send(&frames[i], ps->router, (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0)
-            return -errno;
-    }
-    return 0;
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void s_put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t s_get16(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t s_get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void s_reply(brk_pubsub *ps, const void *rid, size_t rid_len, const char *cmd,
@@ -200,42 +223,102 @@ static void s_reply(brk_pubsub *ps, const void *rid, size_t rid_len, const char 
     zmq_send(ps->router, detail, strlen(detail), ZMQ_DONTWAIT);
 }
 
-/* One copy of the message to subscription s: 0, or -errno from s_send. */
-static int s_deliver(brk_pubsub *ps, s_sub *s, zmq_msg_t *topic, zmq_msg_t *body,
-                     zmq_msg_t *meta, bool has_meta)
+/*
+ * Sends p's pending delivery batch as one BRK1D message and settles the
+ * counters of the subscriptions in it: delivered when ZeroMQ took it,
+ * dropped when p's queue was full, forgotten when p is gone.
+ */
+static void s_flush_peer(brk_pubsub *ps, s_peer *p)
 {
-    zmq_msg_t f[4];
-    zmq_msg_init_size(&f[0], 13);
-    unsigned char *h = zmq_msg_data(&f[0]);
-    memcpy(h, "BRK1D", 5);
-    for (int i = 0; i < 8; i++)
-        h[5 + i] = (unsigned char)(s->sid >> (8 * i));
-    zmq_msg_init(&f[1]);
-    zmq_msg_copy(&f[1], topic);
-    zmq_msg_init(&f[2]);
-    zmq_msg_copy(&f[2], body);
-    int n = 3;
-    if (has_meta) {
-        zmq_msg_init(&f[3]);
-        zmq_msg_copy(&f[3], meta);
-        n = 4;
+    if (!p->out_n)
+        return;
+    int rc = 0;
+    if (zmq_send(ps->router, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        rc = -errno;
+    } else {
+        /* After the routing id is accepted the rest of the message always is. */
+        zmq_send(ps->router, "BRK1D", 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(ps->router, p->out, p->out_len, ZMQ_DONTWAIT);
     }
-    int rc = s_send(ps, s->peer, f, n);
-    for (int i = 0; i < n; i++)
-        zmq_msg_close(&f[i]);
+    if (rc == -EHOSTUNREACH)
+        p->dead = true;
+    p->full = rc == -EAGAIN;
+    for (size_t i = 0; i < ps->n_subs; i++) {
+        s_sub *s = &ps->subs[i];
+        if (s->peer != p || !s->queued)
+            continue;
+        if (rc == 0)
+            s->delivered += s->queued;
+        else if (rc == -EAGAIN)
+            s->dropped += s->queued;
+        s->queued = 0;
+    }
     if (rc == 0) {
-        s->delivered++;
-        s->peer->delivered++;
-        ps->delivered++;
-    } else if (rc == -EHOSTUNREACH) {
-        s->peer->dead = true;
+        p->delivered += p->out_n;
+        ps->delivered += p->out_n;
+    } else if (rc == -EAGAIN) {
+        p->dropped += p->out_n;
+        ps->dropped += p->out_n;
     }
-    return rc;
+    p->out_len = 0;
+    p->out_n = 0;
 }
 
-/* Picks the next member of group g that accepts the message (round robin). */
-static void s_deliver_group(brk_pubsub *ps, int g, zmq_msg_t *topic, zmq_msg_t *body,
-                            zmq_msg_t *meta, bool has_meta)
+/* Sends every pending batch; before the subscription table changes and at each turn's end. */
+static void s_flush_all(brk_pubsub *ps)
+{
+    for (size_t i = 0; i < ps->n_peers; i++)
+        s_flush_peer(ps, ps->peers[i]);
+}
+
+/* One message being routed. */
+typedef struct s_msg {
+    const char *topic;
+    size_t tlen;
+    const void *body;
+    size_t blen;
+    const void *meta;
+    size_t mlen;
+} s_msg;
+
+/* Appends m to s's connection batch (sent at the turn's end, or when the batch is full). */
+static void s_deliver(brk_pubsub *ps, s_sub *s, const s_msg *m)
+{
+    s_peer *p = s->peer;
+    size_t need = S_REC_HEAD + m->tlen + m->blen + m->mlen;
+    if (p->out_n && (p->out_len + need > S_OUT_MAX_BYTES || p->out_n >= S_OUT_MAX_RECORDS))
+        s_flush_peer(ps, p);
+    if (p->out_len + need > p->out_cap) {
+        size_t cap = p->out_cap ? p->out_cap : 4096;
+        while (cap < p->out_len + need)
+            cap *= 2;
+        unsigned char *n = realloc(p->out, cap);
+        if (!n) {
+            s->dropped++;
+            p->dropped++;
+            ps->dropped++;
+            return;
+        }
+        p->out = n;
+        p->out_cap = cap;
+    }
+    unsigned char *h = p->out + p->out_len;
+    for (int i = 0; i < 8; i++)
+        h[i] = (unsigned char)(s->sid >> (8 * i));
+    s_put16(h + 8, (uint32_t)m->tlen);
+    s_put32(h + 10, (uint32_t)m->blen);
+    s_put32(h + 14, (uint32_t)m->mlen);
+    memcpy(h + S_REC_HEAD, m->topic, m->tlen);
+    memcpy(h + S_REC_HEAD + m->tlen, m->body, m->blen);
+    if (m->mlen)
+        memcpy(h + S_REC_HEAD + m->tlen + m->blen, m->meta, m->mlen);
+    p->out_len += need;
+    p->out_n++;
+    s->queued++;
+}
+
+/* Picks the next member of group g whose connection is not known full (round robin). */
+static void s_deliver_group(brk_pubsub *ps, int g, const s_msg *m)
 {
     s_group *grp = &ps->groups[g];
     s_sub *members[S_QUEUE_MAX * 16];
@@ -248,14 +331,38 @@ static void s_deliver_group(brk_pubsub *ps, int g, zmq_msg_t *topic, zmq_msg_t *
     unsigned start = grp->next++ % (unsigned)n;
     for (size_t k = 0; k < n; k++) {
         s_sub *s = members[(start + k) % n];
-        int rc = s_deliver(ps, s, topic, body, meta, has_meta);
-        if (rc == 0)
+        if (!s->peer->full) {
+            s_deliver(ps, s, m);
             return;
+        }
     }
-    /* Every member's queue is full: the message is dropped, counted on the first choice. */
-    members[start]->dropped++;
-    members[start]->peer->dropped++;
-    ps->dropped++;
+    s_deliver(ps, members[start], m);   /* all full: it will most likely be dropped */
+}
+
+/* Routes one message to every matching subscription and one member of each matching group. */
+static void s_route(brk_pubsub *ps, const s_msg *m)
+{
+    ps->published++;
+    unsigned stamp = ++ps->stamp;
+    int hits[S_QUEUE_MAX];
+    size_t n_hits = 0;
+    bool any = false;
+    for (size_t i = 0; i < ps->n_subs; i++) {
+        s_sub *s = &ps->subs[i];
+        if (s->peer->dead || !svc__topic_match(s->pattern, m->topic, m->tlen))
+            continue;
+        any = true;
+        if (s->group < 0) {
+            s_deliver(ps, s, m);
+        } else if (ps->groups[s->group].hit != stamp && n_hits < S_QUEUE_MAX) {
+            ps->groups[s->group].hit = stamp;
+            hits[n_hits++] = s->group;
+        }
+    }
+    for (size_t i = 0; i < n_hits; i++)
+        s_deliver_group(ps, hits[i], m);
+    if (!any)
+        ps->unrouted++;
 }
 
 /* ---- commands ------------------------------------------------------------------- */
@@ -269,49 +376,78 @@ static uint64_t s_le64(const void *p)
     return v;
 }
 
+/* Checks one message's topic, body and meta; NULL when fine, else why (and *code). */
+static const char *s_check(brk_pubsub *ps, const s_msg *m, int *code)
+{
+    *code = 400;
+    if (!svc__topic_valid(m->topic, m->tlen, false))
+        return "invalid topic";
+    if (m->mlen > S_META_MAX)
+        return "meta exceeds 65536 bytes";
+    if (m->blen > ps->max_payload) {
+        *code = 413;
+        return "body exceeds the maximum payload";
+    }
+    return NULL;
+}
+
+static void s_refuse(brk_pubsub *ps, zmq_msg_t *rid, int code, const char *why)
+{
+    ps->rejected++;
+    s_reply(ps, zmq_msg_data(rid), zmq_msg_size(rid), "BRK1E", 0, code, why);
+}
+
 /* PUB: topic, body [, meta]. */
 static void s_on_pub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
 {
-    const char *why = NULL;
-    int code = 400;
-    size_t tlen = n >= 1 ? zmq_msg_size(&f[0]) : 0;
-    const char *topic = n >= 1 ? zmq_msg_data(&f[0]) : "";
-    if (n < 2 || n > 3)
-        why = "publish needs topic, body and optional meta frames";
-    else if (!svc__topic_valid(topic, tlen, false))
-        why = "invalid topic";
-    else if (zmq_msg_size(&f[1]) > ps->max_payload)
-        why = "body exceeds the maximum payload", code = 413;
-    if (why) {
-        ps->rejected++;
-        s_reply(ps, zmq_msg_data(rid), zmq_msg_size(rid), "BRK1E", 0, code, why);
+    if (n < 2 || n > 3) {
+        s_refuse(ps, rid, 400, "publish needs topic, body and optional meta frames");
         return;
     }
-    ps->published++;
-    unsigned stamp = ++ps->stamp;
-    int hits[S_QUEUE_MAX];
-    size_t n_hits = 0;
-    bool any = false;
-    for (size_t i = 0; i < ps->n_subs; i++) {
-        s_sub *s = &ps->subs[i];
-        if (s->peer->dead || !svc__topic_match(s->pattern, topic, tlen))
-            continue;
-        any = true;
-        if (s->group < 0) {
-            if (s_deliver(ps, s, &f[0], &f[1], &f[2], n == 3) == -EAGAIN) {
-                s->dropped++;
-                s->peer->dropped++;
-                ps->dropped++;
-            }
-        } else if (ps->groups[s->group].hit != stamp && n_hits < S_QUEUE_MAX) {
-            ps->groups[s->group].hit = stamp;
-            hits[n_hits++] = s->group;
-        }
+    s_msg m = { zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), zmq_msg_data(&f[1]), zmq_msg_size(&f[1]),
+                n == 3 ? zmq_msg_data(&f[2]) : NULL, n == 3 ? zmq_msg_size(&f[2]) : 0 };
+    int code;
+    const char *why = s_check(ps, &m, &code);
+    if (why)
+        s_refuse(ps, rid, code, why);
+    else
+        s_route(ps, &m);
+}
+
+/* BATCH: one frame of packed records (docs/broker.md 4.1); a framing error drops the rest. */
+static void s_on_batch(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
+{
+    if (n != 1) {
+        s_refuse(ps, rid, 400, "batch publish needs exactly one frame of records");
+        return;
     }
-    for (size_t i = 0; i < n_hits; i++)
-        s_deliver_group(ps, hits[i], &f[0], &f[1], &f[2], n == 3);
-    if (!any)
-        ps->unrouted++;
+    const unsigned char *b = zmq_msg_data(&f[0]);
+    size_t len = zmq_msg_size(&f[0]), off = 0;
+    while (off < len) {
+        if (len - off < S_PUB_HEAD) {
+            s_refuse(ps, rid, 400, "truncated record in batch publish");
+            return;
+        }
+        s_msg m;
+        m.tlen = s_get16(b + off);
+        m.blen = s_get32(b + off + 2);
+        m.mlen = s_get32(b + off + 6);
+        off += S_PUB_HEAD;
+        if (m.tlen > len - off || m.blen > len - off - m.tlen || m.mlen > len - off - m.tlen - m.blen) {
+            s_refuse(ps, rid, 400, "record in batch publish overruns the frame");
+            return;
+        }
+        m.topic = (const char *)b + off;
+        m.body = b + off + m.tlen;
+        m.meta = m.mlen ? b + off + m.tlen + m.blen : NULL;
+        off += m.tlen + m.blen + m.mlen;
+        int code;
+        const char *why = s_check(ps, &m, &code);
+        if (why)
+            s_refuse(ps, rid, code, why);   /* framing is intact: go on with the next */
+        else
+            s_route(ps, &m);
+    }
 }
 
 static char *s_str(zmq_msg_t *m)
@@ -327,6 +463,7 @@ static char *s_str(zmq_msg_t *m)
 /* SUB: sid(8), pattern, queue. */
 static void s_on_sub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
 {
+    s_flush_all(ps);
     const void *r = zmq_msg_data(rid);
     size_t rl = zmq_msg_size(rid);
     if (n != 3 || zmq_msg_size(&f[0]) != 8) {
@@ -383,6 +520,7 @@ static void s_on_sub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
 /* UNSUB: sid(8). */
 static void s_on_unsub(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
 {
+    s_flush_all(ps);
     const void *r = zmq_msg_data(rid);
     size_t rl = zmq_msg_size(rid);
     if (n != 1 || zmq_msg_size(&f[0]) != 8) {
@@ -417,6 +555,7 @@ typedef struct s_cmd {
 
 static const s_cmd s_cmds[] = {
     { "BRK1P", s_on_pub },
+    { "BRK1B", s_on_batch },
     { "BRK1S", s_on_sub },
     { "BRK1U", s_on_unsub },
     { "BRK1H", s_on_ping },
@@ -475,6 +614,7 @@ static bool s_handle_one(brk_pubsub *ps)
 /* Sends a probe to every connection with subscriptions; a gone one is reaped. */
 static void s_probe(brk_pubsub *ps)
 {
+    s_flush_all(ps);
     for (size_t i = 0; i < ps->n_peers; i++) {
         s_peer *p = ps->peers[i];
         if (zmq_send(ps->router, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
@@ -507,6 +647,7 @@ static void *s_thread(void *arg)
         pthread_mutex_lock(&ps->mu);
         for (int i = 0; i < S_BATCH && s_handle_one(ps); i++)
             ;
+        s_flush_all(ps);
         bool reap = false;
         for (size_t i = 0; i < ps->n_peers; i++)
             reap |= ps->peers[i]->dead;
@@ -538,8 +679,13 @@ int brk_pubsub_start(brk_pubsub **out, const brk_pubsub_cfg *cfg)
     ps->ctl_send = zmq_socket(ps->zctx, ZMQ_PAIR);
     if (!ps->router || !ps->ctl_recv || !ps->ctl_send)
         goto out_ctx;
-    int one = 1, zero = 0, hwm = cfg->sub_hwm, rcvhwm = 100000;
-    int64_t maxmsg = (int64_t)cfg->max_payload + 65536;
+    /* The queue counts ZeroMQ messages, and each is a batch of up to S_OUT_MAX_RECORDS. */
+    int hwm = (cfg->sub_hwm + S_OUT_MAX_RECORDS - 1) / S_OUT_MAX_RECORDS;
+    int one = 1, zero = 0, rcvhwm = 100000;
+    if (hwm < 4)
+        hwm = 4;
+    /* A publish batch: up to 256 KiB of records, or one record of the largest payload. */
+    int64_t maxmsg = (int64_t)(cfg->max_payload > 262144 ? cfg->max_payload : 262144) + 2 * 65536 + 1024;
     int hb = 1000, hbt = 5000;
     zmq_setsockopt(ps->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(ps->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -673,8 +819,10 @@ void brk_pubsub_stop(brk_pubsub **psp)
         free(ps->subs[i].queue);
     }
     free(ps->subs);
-    for (size_t i = 0; i < ps->n_peers; i++)
+    for (size_t i = 0; i < ps->n_peers; i++) {
+        free(ps->peers[i]->out);
         free(ps->peers[i]);
+    }
     free(ps->peers);
     free(ps->groups);
     free(ps->address);

@@ -29,6 +29,8 @@ python3-zmq
 
 # Peers and tools for bench/ only, one per line.
 BENCH_PACKAGES="
+nats-server
+libnats-dev
 "
 
 for a in "$@"; do

@@ -1,9 +1,12 @@
 /*
  * libsvc/broker.c — the pub/sub client (svc/broker.h).
  *
- * Two DEALER sockets to brokerd's BRK1 ROUTER: one for publishing, used by
- * any thread under pub_mu; one for subscriptions, owned by the receive
- * thread.  Other threads reach the receive thread through an inproc PAIR
+ * Two DEALER sockets to brokerd's BRK1 ROUTER: one for publishing, owned
+ * by the flusher thread (and svc_broker_flush, under sock_mu); one for
+ * subscriptions, owned by the receive thread.  svc_broker_publish appends
+ * a record to the publish batch (pub_mu) and wakes the flusher, which sends
+ * everything gathered as one BRK1B message: one message when publishes are
+ * rare, big batches when they come fast.  Other threads reach the receive thread through an inproc PAIR
  * (commands under cmd_mu) and wait on cv for brokerd's answer.
  */
 #include "svc/broker.h"
@@ -42,8 +45,16 @@ struct svc_broker {
     uint32_t max_payload;          /* from Broker.Info; 0 = unknown */
     pthread_mutex_t mu;            /* connect, subs, waits */
     pthread_cond_t cv;             /* answers to subscribe/unsubscribe */
-    void *pub;                     /* publish DEALER, under pub_mu */
-    pthread_mutex_t pub_mu;
+    void *pub;                     /* publish DEALER, under sock_mu */
+    pthread_mutex_t sock_mu;
+    pthread_mutex_t pub_mu;        /* the publish batch below */
+    pthread_cond_t pub_cv;         /* flusher: records waiting, or stop */
+    pthread_cond_t room_cv;        /* publishers and flush: the flusher sent a batch */
+    unsigned char *pbuf, *pspare;  /* batch being filled / the one being sent */
+    size_t plen, pcap, pspare_cap; /* bytes in pbuf, allocations */
+    bool flushing, fl_stop, fl_running;
+    pthread_t fl_thread;
+    atomic_ullong pub_lost;        /* records in batches brokerd could not be sent */
     void *cmd_send, *cmd_recv;     /* inproc PAIR to the thread; cmd_send under cmd_mu */
     pthread_mutex_t cmd_mu;
     pthread_t thread;
@@ -67,6 +78,9 @@ svc_broker *svc_broker_new(const char *registry)
     }
     pthread_mutex_init(&b->mu, NULL);
     pthread_mutex_init(&b->pub_mu, NULL);
+    pthread_mutex_init(&b->sock_mu, NULL);
+    pthread_cond_init(&b->pub_cv, NULL);
+    pthread_cond_init(&b->room_cv, NULL);
     pthread_mutex_init(&b->cmd_mu, NULL);
     pthread_cond_init(&b->cv, NULL);
     b->next_sid = (svc__rand() & 0xffffffffu) << 16;
@@ -135,6 +149,58 @@ static void *s_dealer(const char *addr, bool immediate)
     return s;
 }
 
+#define S_PUB_BATCH_MAX (256 * 1024)   /* a publisher waits while the batch is bigger */
+#define S_PUB_HEAD 10                    /* record: topic_len(2) body_len(4) meta_len(4) */
+
+static void s_put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Sends gathered batches until told to stop with nothing left. */
+static void *s_flusher(void *arg)
+{
+    svc_broker *b = arg;
+    pthread_mutex_lock(&b->pub_mu);
+    for (;;) {
+        while (!b->plen && !b->fl_stop)
+            pthread_cond_wait(&b->pub_cv, &b->pub_mu);
+        if (!b->plen)
+            break;
+        unsigned char *buf = b->pbuf;
+        size_t len = b->plen, cap = b->pcap;
+        b->pbuf = b->pspare;
+        b->pcap = b->pspare_cap;
+        b->plen = 0;
+        b->flushing = true;
+        pthread_cond_broadcast(&b->room_cv);
+        pthread_mutex_unlock(&b->pub_mu);
+        uint32_t n = 0;
+        for (size_t off = 0; off + S_PUB_HEAD <= len; n++) {
+            uint32_t tl = (uint32_t)buf[off] | (uint32_t)buf[off + 1] << 8;
+            uint32_t bl = (uint32_t)buf[off + 2] | (uint32_t)buf[off + 3] << 8 |
+                          (uint32_t)buf[off + 4] << 16 | (uint32_t)buf[off + 5] << 24;
+            uint32_t ml = (uint32_t)buf[off + 6] | (uint32_t)buf[off + 7] << 8 |
+                          (uint32_t)buf[off + 8] << 16 | (uint32_t)buf[off + 9] << 24;
+            off += S_PUB_HEAD + tl + bl + ml;
+        }
+        pthread_mutex_lock(&b->sock_mu);
+        if (zmq_send(b->pub, "BRK1B", 5, ZMQ_SNDMORE) < 0 || zmq_send(b->pub, buf, len, 0) < 0) {
+            atomic_fetch_add(&b->pub_lost, n);
+            svc_warn("brokerd unreachable; publishes dropped\tmessages=%u", n);
+        }
+        pthread_mutex_unlock(&b->sock_mu);
+        pthread_mutex_lock(&b->pub_mu);
+        b->pspare = buf;
+        b->pspare_cap = cap;
+        b->flushing = false;
+        pthread_cond_broadcast(&b->room_cv);
+    }
+    pthread_mutex_unlock(&b->pub_mu);
+    return NULL;
+}
+
 int svc_broker_connect(svc_broker *b, svc_error *err)
 {
     int rc = 0;
@@ -143,7 +209,13 @@ int svc_broker_connect(svc_broker *b, svc_error *err)
         if (!b->address)
             rc = s_resolve(b, err);
         if (rc == 0 && !(b->pub = s_dealer(b->address, true)))
-            rc = -errno ? -errno : -ENOMEM;
+            rc = errno ? -errno : -ENOMEM;
+        if (rc == 0) {
+            rc = -pthread_create(&b->fl_thread, NULL, s_flusher, b);
+            b->fl_running = rc == 0;
+            if (rc)
+                svc__socket_close(&b->pub);
+        }
     }
     pthread_mutex_unlock(&b->mu);
     return rc;
@@ -155,16 +227,18 @@ int svc_broker_publish(svc_broker *b, const char *topic, const void *body, size_
     size_t tl = topic ? strlen(topic) : 0;
     if (!svc__topic_valid(topic ? topic : "", tl, false))
         return SVC_EINVAL;
-    int rc = svc_broker_connect(b, NULL);
-    if (rc < 0)
-        return rc == SVC_EREMOTE || rc == SVC_ENOTFOUND ? SVC_EUNREACHABLE : rc;
-    if (b->max_payload && len > b->max_payload)
+    if (!b->fl_running) {
+        int rc = svc_broker_connect(b, NULL);
+        if (rc < 0)
+            return rc == SVC_EREMOTE || rc == SVC_ENOTFOUND ? SVC_EUNREACHABLE : rc;
+    }
+    if ((b->max_payload && len > b->max_payload) || len > UINT32_MAX)
         return SVC_ETOOBIG;
-    uint8_t mbuf[4096], *mp = NULL;
+    uint8_t mbuf[1024], *mp = NULL;
     size_t ml = 0;
     bool has_meta = (content_type && *content_type) || (meta && meta->n);
-    Svc__MetadataEntry ents[64], *eptr[64];
     if (has_meta) {
+        Svc__MetadataEntry ents[64], *eptr[64];
         Svc__Broker__Meta m = SVC__BROKER__META__INIT;
         m.content_type = (char *)(content_type ? content_type : "");
         size_t n = meta ? meta->n : 0;
@@ -179,18 +253,44 @@ int svc_broker_publish(svc_broker *b, const char *topic, const void *body, size_
         m.metadata = eptr;
         m.n_metadata = n;
         ml = svc__broker__meta__get_packed_size(&m);
+        if (ml > 65536)
+            return SVC_ETOOBIG;
         mp = ml <= sizeof mbuf ? mbuf : malloc(ml);
         if (!mp)
             return -ENOMEM;
         svc__broker__meta__pack(&m, mp);
     }
+    size_t need = S_PUB_HEAD + tl + len + ml;
+    int rc = 0;
     pthread_mutex_lock(&b->pub_mu);
-    rc = 0;
-    if (zmq_send(b->pub, "BRK1P", 5, ZMQ_SNDMORE) < 0 ||
-        zmq_send(b->pub, topic, tl, ZMQ_SNDMORE) < 0 ||
-        zmq_send(b->pub, body, len, has_meta ? ZMQ_SNDMORE : 0) < 0 ||
-        (has_meta && zmq_send(b->pub, mp, ml, 0) < 0))
-        rc = errno == EAGAIN ? SVC_EUNREACHABLE : -errno;
+    while (b->plen && b->plen + need > S_PUB_BATCH_MAX)
+        pthread_cond_wait(&b->room_cv, &b->pub_mu);   /* the flusher takes it within a send */
+    if (b->plen + need > b->pcap) {
+        size_t cap = b->pcap ? b->pcap : 16384;
+        while (cap < b->plen + need)
+            cap *= 2;
+        unsigned char *nb = realloc(b->pbuf, cap);
+        if (!nb) {
+            rc = -ENOMEM;
+            goto out_unlock;
+        }
+        b->pbuf = nb;
+        b->pcap = cap;
+    }
+    unsigned char *h = b->pbuf + b->plen;
+    h[0] = (unsigned char)tl;
+    h[1] = (unsigned char)(tl >> 8);
+    s_put32(h + 2, (uint32_t)len);
+    s_put32(h + 6, (uint32_t)ml);
+    memcpy(h + S_PUB_HEAD, topic, tl);
+    if (len)
+        memcpy(h + S_PUB_HEAD + tl, body, len);
+    if (ml)
+        memcpy(h + S_PUB_HEAD + tl + len, mp, ml);
+    if (b->plen == 0)
+        pthread_cond_signal(&b->pub_cv);
+    b->plen += need;
+out_unlock:
     pthread_mutex_unlock(&b->pub_mu);
     if (mp && mp != mbuf)
         free(mp);
@@ -204,8 +304,17 @@ int svc_broker_flush(svc_broker *b, int timeout_ms, svc_error *err)
     int rc = svc_broker_connect(b, err);
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&b->pub_mu);
     int64_t end = svc__now_ms() + timeout_ms;
+    pthread_mutex_lock(&b->pub_mu);
+    while (b->plen || b->flushing)
+        pthread_cond_wait(&b->room_cv, &b->pub_mu);
+    pthread_mutex_unlock(&b->pub_mu);
+    if (atomic_exchange(&b->pub_lost, 0)) {
+        if (err)
+            svc_error_set(err, "svc.broker", 503, "brokerd could not be reached: messages lost");
+        return SVC_EUNREACHABLE;
+    }
+    pthread_mutex_lock(&b->sock_mu);
     bool refused = false;
     rc = zmq_send(b->pub, "BRK1H", 5, 0) < 0 ? SVC_EUNREACHABLE : SVC_ETIMEOUT;
     while (rc == SVC_ETIMEOUT) {
@@ -248,7 +357,7 @@ int svc_broker_flush(svc_broker *b, int timeout_ms, svc_error *err)
         for (int i = 0; i < n; i++)
             zmq_msg_close(&f[i]);
     }
-    pthread_mutex_unlock(&b->pub_mu);
+    pthread_mutex_unlock(&b->sock_mu);
     return rc;
 }
 
@@ -278,12 +387,10 @@ static void s_send_sub(void *sock, const s_sub *s)
     zmq_send(sock, s->queue, strlen(s->queue), ZMQ_DONTWAIT);
 }
 
-/* Delivers one BRK1D message (frames: head, topic, body [, meta]). */
-static void s_on_deliver(svc_broker *b, zmq_msg_t *f, int n)
+/* Delivers one record of a BRK1D batch. */
+static void s_deliver_one(svc_broker *b, uint64_t sid, const char *t, size_t tl, const void *body,
+                          size_t bl, const void *mdata, size_t ml)
 {
-    if (n < 3 || zmq_msg_size(&f[0]) != 13)
-        return;
-    uint64_t sid = s_le64((unsigned char *)zmq_msg_data(&f[0]) + 5);
     pthread_mutex_lock(&b->mu);
     s_sub *s = b->subs;
     while (s && s->sid != sid)
@@ -291,18 +398,15 @@ static void s_on_deliver(svc_broker *b, zmq_msg_t *f, int n)
     svc_sub_fn fn = s ? s->fn : NULL;
     void *arg = s ? s->arg : NULL;
     pthread_mutex_unlock(&b->mu);
-    if (!fn)
+    if (!fn || tl > SVC__TOPIC_MAX)
         return;   /* unsubscribed meanwhile */
     char topic[SVC__TOPIC_MAX + 1];
-    size_t tl = zmq_msg_size(&f[1]);
-    if (tl > SVC__TOPIC_MAX)
-        return;
-    memcpy(topic, zmq_msg_data(&f[1]), tl);
+    memcpy(topic, t, tl);
     topic[tl] = 0;
     svc_meta meta = SVC_META_INIT;
     char *ct = NULL;
-    if (n >= 4) {
-        Svc__Broker__Meta *m = svc__broker__meta__unpack(NULL, zmq_msg_size(&f[3]), zmq_msg_data(&f[3]));
+    if (ml) {
+        Svc__Broker__Meta *m = svc__broker__meta__unpack(NULL, ml, mdata);
         if (m) {
             ct = strdup(m->content_type);
             for (size_t i = 0; i < m->n_metadata; i++)
@@ -310,11 +414,33 @@ static void s_on_deliver(svc_broker *b, zmq_msg_t *f, int n)
             svc__broker__meta__free_unpacked(m, NULL);
         }
     }
-    svc_message msg = { topic, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), ct ? ct : "", &meta, sid };
+    svc_message msg = { topic, body, bl, ct ? ct : "", &meta, sid };
     atomic_fetch_add(&b->delivered, 1);
     fn(&msg, arg);
     free(ct);
     svc_meta_release(&meta);
+}
+
+/* A BRK1D message: frame 1 holds records sid(8) topic_len(2) body_len(4) meta_len(4) ... */
+static void s_on_deliver(svc_broker *b, zmq_msg_t *f, int n)
+{
+    if (n != 2)
+        return;
+    const unsigned char *p = zmq_msg_data(&f[1]);
+    size_t len = zmq_msg_size(&f[1]), off = 0;
+    while (len - off >= 18) {
+        uint64_t sid = s_le64(p + off);
+        size_t tl = (size_t)p[off + 8] | (size_t)p[off + 9] << 8;
+        size_t bl = (size_t)p[off + 10] | (size_t)p[off + 11] << 8 | (size_t)p[off + 12] << 16 |
+                    (size_t)p[off + 13] << 24;
+        size_t ml = (size_t)p[off + 14] | (size_t)p[off + 15] << 8 | (size_t)p[off + 16] << 16 |
+                    (size_t)p[off + 17] << 24;
+        off += 18;
+        if (tl > len - off || bl > len - off - tl || ml > len - off - tl - bl)
+            return;   /* malformed: brokerd never sends this */
+        s_deliver_one(b, sid, (const char *)p + off, tl, p + off + tl, bl, p + off + tl + bl, ml);
+        off += tl + bl + ml;
+    }
 }
 
 /* An answer to SUB/UNSUB (BRK1A / BRK1E): wakes the waiting caller. */
@@ -382,7 +508,7 @@ static void s_on_input(svc_broker *b, s_rx *rx)
                 n++;
         }
         const char *cmd = zmq_msg_size(&f[0]) >= 5 ? zmq_msg_data(&f[0]) : "";
-        if (n && memcmp(cmd, "BRK1D", 5) == 0)
+        if (n && zmq_msg_size(&f[0]) == 5 && memcmp(cmd, "BRK1D", 5) == 0)
             s_on_deliver(b, f, n);
         else if (n && memcmp(cmd, "BRK1A", 5) == 0)
             s_on_answer(b, true, f, n);
@@ -607,9 +733,18 @@ void svc_broker_destroy(svc_broker **bp)
         s_cmd(b, fr, ln, 1);
         pthread_join(b->thread, NULL);
     }
+    if (b->fl_running) {   /* sends what is still gathered, then ends */
+        pthread_mutex_lock(&b->pub_mu);
+        b->fl_stop = true;
+        pthread_cond_signal(&b->pub_cv);
+        pthread_mutex_unlock(&b->pub_mu);
+        pthread_join(b->fl_thread, NULL);
+    }
     svc__socket_close(&b->cmd_send);
     svc__socket_close(&b->cmd_recv);
     svc__socket_close(&b->pub);
+    free(b->pbuf);
+    free(b->pspare);
     while (b->subs) {
         s_sub *s = b->subs;
         b->subs = s->next;
@@ -621,6 +756,9 @@ void svc_broker_destroy(svc_broker **bp)
     free(b->address);
     pthread_mutex_destroy(&b->mu);
     pthread_mutex_destroy(&b->pub_mu);
+    pthread_mutex_destroy(&b->sock_mu);
+    pthread_cond_destroy(&b->pub_cv);
+    pthread_cond_destroy(&b->room_cv);
     pthread_mutex_destroy(&b->cmd_mu);
     pthread_cond_destroy(&b->cv);
     free(b);

@@ -184,6 +184,8 @@ def test_broker_slow_subscriber_keeps_memory_bounded(p):
     with open("/proc/%d/status" % b.pid) as f:
         rss = [int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:")][0]
     peak = max(peak, rss)
+    print("     slow subscriber: %d messages of 512 bytes, brokerd peak RSS %.1f MiB (limit %d MiB)"
+          % (n, peak / 1048576.0, limit >> 20))
     check(peak < limit, "brokerd RSS reached %d MiB (limit %d MiB)" % (peak >> 20, limit >> 20))
     st = ok(p, "Broker.Stats", {})
     drops = [int(peer["dropped"]) for peer in st["peers"]]
