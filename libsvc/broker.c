@@ -136,9 +136,10 @@ static void *s_dealer(const char *addr, bool immediate)
     void *s = svc__socket(ZMQ_DEALER);
     if (!s)
         return NULL;
-    int one = 1, hwm = 100000, to = S_PUB_TIMEOUT_MS;
-    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    /* Both directions carry batches (up to 256 KiB out, 64 KiB in): these bound memory. */
+    int one = 1, sndhwm = 64, rcvhwm = 256, to = S_PUB_TIMEOUT_MS;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     zmq_setsockopt(s, ZMQ_SNDTIMEO, &to, sizeof to);
     if (immediate)
         zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one);
