@@ -11,6 +11,7 @@
 #include "consumer.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
@@ -96,19 +97,38 @@ static bool s_group(const char *s)
     svc_ctx_error(ctx, 400, "invalid group \"%s\": want 1..%d bytes of [A-Za-z0-9_-]", g,     \
                   BRK_GROUP_MAX)
 
+int brk_api_check_publish(const Svc__Broker__PublishRequest *req, uint32_t max_payload,
+                          char *detail, size_t n)
+{
+    if (!s_name(req->stream, S_STREAM_NAME_MAX)) {
+        snprintf(detail, n, "invalid stream name \"%s\": want 1..%d bytes of [A-Za-z0-9_-] "
+                 "tokens separated by '.'", req->stream, S_STREAM_NAME_MAX);
+        return 400;
+    }
+    if (req->topic[0] && !s_name(req->topic, SVC__TOPIC_MAX)) {
+        snprintf(detail, n, "invalid topic \"%s\"", req->topic);
+        return 400;
+    }
+    if (strlen(req->id) > S_ID_MAX) {
+        snprintf(detail, n, "message id longer than %d bytes", S_ID_MAX);
+        return 400;
+    }
+    if (req->body.len > max_payload) {
+        snprintf(detail, n, "event of %zu bytes exceeds the limit of %u bytes", req->body.len,
+                 max_payload);
+        return 413;
+    }
+    return 0;
+}
+
 static int s_publish(svc_ctx *ctx, const void *vreq, void *rsp)
 {
     const Svc__Broker__PublishRequest *req = vreq;
     brk_api *api = svc_ctx_data(ctx);
-    if (!s_name(req->stream, S_STREAM_NAME_MAX))
-        return S_BAD_STREAM(ctx, req->stream);
-    if (req->topic[0] && !s_name(req->topic, SVC__TOPIC_MAX))
-        return svc_ctx_error(ctx, 400, "invalid topic \"%s\"", req->topic);
-    if (strlen(req->id) > S_ID_MAX)
-        return svc_ctx_error(ctx, 400, "message id longer than %d bytes", S_ID_MAX);
-    if (req->body.len > api->max_payload)
-        return svc_ctx_error(ctx, 413, "event of %zu bytes exceeds the limit of %u bytes",
-                             req->body.len, api->max_payload);
+    char detail[256];
+    int code = brk_api_check_publish(req, api->max_payload, detail, sizeof detail);
+    if (code)
+        return svc_ctx_error(ctx, code, "%s", detail);
     return s_run(ctx, BRK_OP_PUBLISH, req, rsp, 0);
 }
 

@@ -53,6 +53,7 @@ typedef struct s_stream {
     int64_t first_time, last_time; /* their unix ms */
     brk_consumer **cons;         /* consumers, owned */
     size_t n_cons;
+    bool dirty;                  /* counters changed in this batch: record written before commit */
 } s_stream;
 
 typedef struct s_db {
@@ -483,9 +484,8 @@ static int s_append(s_db *db, MDB_txn *txn, s_stream *st, Svc__Broker__Event *ev
     }
     st->bytes += ev->body.len;
     bool changed = false;
-    if ((rc = s_trim(db, txn, st, now, &changed)))
-        return rc;
-    return s_put_stream(db, txn, st);
+    st->dirty = true;   /* the stream record is written once per batch (s_batch) */
+    return s_trim(db, txn, st, now, &changed);
 }
 
 static s_stream *s_stream_get(s_db *db, MDB_txn *txn, const char *name, int *rc)
@@ -1017,14 +1017,15 @@ static int64_t s_batch(void *ctx, brk_op **ops, size_t n)
         }
     }
     *done_tail = NULL;
-    /* Age retention on every turn. */
-    bool trimmed = false;
+    /* Age retention on every turn; then the records of streams that changed. */
     for (size_t i = 0; i < db->n_streams && rc == 0; i++) {
         bool ch = false;
         s_stream *st = db->streams[i];
         if (st->max_age_ms && (rc = s_trim(db, txn, st, now, &ch)) == 0 && ch)
+            st->dirty = true;
+        if (rc == 0 && st->dirty)
             rc = s_put_stream(db, txn, st);
-        trimmed |= ch;
+        st->dirty = false;
     }
     if (rc == 0)
         rc = mdb_txn_commit(txn);

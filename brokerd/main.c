@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     brk_lmdb_cfg lc = { o.data_dir, (size_t)o.map_mib << 20, (uint32_t)o.max_payload };
     if (brk_lmdb_open(&api.backend, &lc) < 0)
         goto out_svc;
-    brk_pubsub_cfg pc = { o.pubsub, (int)o.sub_hwm, (size_t)o.max_payload };
+    brk_pubsub_cfg pc = { o.pubsub, (int)o.sub_hwm, (size_t)o.max_payload, api.backend };
     if (brk_pubsub_start(&api.pubsub, &pc) < 0)
         goto out_backend;
     svc_set_metadata(s, "pubsub", brk_pubsub_address(api.pubsub));
@@ -176,7 +176,12 @@ int main(int argc, char **argv)
     svc_info("pub/sub listening\taddress=%s sub_hwm=%ld", brk_pubsub_address(api.pubsub), o.sub_hwm);
     code = svc_run(s);
 out_pubsub:
+    /* The backend's last completions go back to the pub/sub thread: stop it last. */
+    brk_pubsub_detach_backend(api.pubsub);
+    api.backend->vt->close(&api.backend);
     brk_pubsub_stop(&api.pubsub);
+    svc_destroy(&s);
+    return code;
 out_backend:
     api.backend->vt->close(&api.backend);
 out_svc:

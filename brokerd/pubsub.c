@@ -8,6 +8,7 @@
  * uncontended lock per batch.
  */
 #include "pubsub.h"
+#include "api.h"
 #include "topic.h"
 #include "clock.h"
 #include "zctx.h"
@@ -68,7 +69,12 @@ typedef struct s_group {
 struct brk_pubsub {
     void *zctx;                    /* own context: one I/O thread for the data path */
     void *router;                  /* the BRK1 socket */
-    void *ctl_recv, *ctl_send;     /* inproc PAIR: stop */
+    void *ctl_recv, *ctl_send;     /* inproc PAIR: "S" stop, "W" acks waiting; ctl_send under wake_mu */
+    pthread_mutex_t wake_mu;
+    brk_backend *backend;          /* event store for BRK1W, NULL once detached (under mu) */
+    pthread_mutex_t ack_mu;        /* the finished durable publishes below */
+    struct s_wop *acks, *acks_tail;
+    atomic_long inflight;          /* durable publishes submitted, not yet answered */
     char *address;                 /* bound endpoint */
     size_t max_payload;
     uint64_t instance;             /* random per start: lets clients notice a restart */
@@ -450,6 +456,209 @@ static void s_on_batch(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
     }
 }
 
+/* ---- durable publishes on the BRK1 socket (BRK1W / BRK1K) --------------------------- */
+
+#define S_WHEAD 20                 /* req_id(8) stream_len(2) id_len(2) topic_len(2) ct_len(2) body_len(4) */
+#define S_MAX_INFLIGHT 65536       /* durable publishes in flight at most; beyond: 503 */
+
+typedef struct s_wop {
+    brk_op op;                     /* first: the backend completes this */
+    brk_pubsub *ps;
+    Svc__Broker__PublishRequest req;
+    Svc__Broker__PublishResponse rsp;
+    uint64_t req_id;               /* the client's id for the ack */
+    unsigned char rid[S_RID_MAX];  /* connection to answer */
+    size_t rid_len;
+    struct s_wop *next;            /* acks list */
+} s_wop;
+
+static void s_wake(brk_pubsub *ps, const char *what)
+{
+    pthread_mutex_lock(&ps->wake_mu);
+    zmq_send(ps->ctl_send, what, 1, ZMQ_DONTWAIT);
+    pthread_mutex_unlock(&ps->wake_mu);
+}
+
+/* On the commit thread: the publish is durable (or failed); hand it to the pub/sub thread. */
+static void s_wop_done(brk_op *op)
+{
+    s_wop *w = (s_wop *)op;
+    brk_pubsub *ps = w->ps;
+    w->next = NULL;
+    pthread_mutex_lock(&ps->ack_mu);
+    bool was_empty = !ps->acks;
+    if (ps->acks_tail)
+        ps->acks_tail->next = w;
+    else
+        ps->acks = w;
+    ps->acks_tail = w;
+    pthread_mutex_unlock(&ps->ack_mu);
+    if (was_empty)
+        s_wake(ps, "W");
+}
+
+/* Appends one ack record to buf (grown); false on out-of-memory. */
+static bool s_ack_rec(unsigned char **buf, size_t *len, size_t *cap, uint64_t req_id, uint64_t seq,
+                      int code, bool dup, const char *detail)
+{
+    size_t dl = code ? strlen(detail) : 0;
+    if (dl > 1024)
+        dl = 1024;
+    size_t need = 21 + dl;
+    if (*len + need > *cap) {
+        size_t c = *cap ? *cap * 2 : 4096;
+        while (c < *len + need)
+            c *= 2;
+        unsigned char *n = realloc(*buf, c);
+        if (!n)
+            return false;
+        *buf = n;
+        *cap = c;
+    }
+    unsigned char *h = *buf + *len;
+    for (int i = 0; i < 8; i++) {
+        h[i] = (unsigned char)(req_id >> (8 * i));
+        h[8 + i] = (unsigned char)(seq >> (8 * i));
+    }
+    s_put16(h + 16, (uint32_t)code);
+    h[18] = dup;
+    s_put16(h + 19, (uint32_t)dl);
+    memcpy(h + 21, detail, dl);
+    *len += need;
+    return true;
+}
+
+static void s_send_acks_to(brk_pubsub *ps, const unsigned char *rid, size_t rl,
+                           const unsigned char *buf, size_t len)
+{
+    if (!len || zmq_send(ps->router, rid, rl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;   /* gone or not reading: the client times out and publishes again */
+    zmq_send(ps->router, "BRK1K", 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(ps->router, buf, len, ZMQ_DONTWAIT);
+}
+
+/* Sends the acks of finished durable publishes, one BRK1K per run of one connection. */
+static void s_send_acks(brk_pubsub *ps)
+{
+    pthread_mutex_lock(&ps->ack_mu);
+    s_wop *w = ps->acks;
+    ps->acks = ps->acks_tail = NULL;
+    pthread_mutex_unlock(&ps->ack_mu);
+    unsigned char *buf = NULL;
+    size_t len = 0, cap = 0;
+    s_wop *cur = NULL;
+    while (w) {
+        s_wop *nx = w->next;
+        if (cur && (cur->rid_len != w->rid_len || memcmp(cur->rid, w->rid, w->rid_len) != 0 ||
+                    len > 60000)) {
+            s_send_acks_to(ps, cur->rid, cur->rid_len, buf, len);
+            len = 0;
+        }
+        s_ack_rec(&buf, &len, &cap, w->req_id, w->rsp.seq, w->op.code, w->rsp.duplicate,
+                  w->op.detail);
+        if (cur)
+            free(cur);
+        cur = w;
+        atomic_fetch_sub(&ps->inflight, 1);
+        w = nx;
+    }
+    if (cur) {
+        s_send_acks_to(ps, cur->rid, cur->rid_len, buf, len);
+        free(cur);
+    }
+    free(buf);
+}
+
+/* WRITE: one frame of durable publish records; each is answered in a BRK1K after commit. */
+static void s_on_write(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
+{
+    if (n != 1) {
+        s_refuse(ps, rid, 400, "durable publish needs exactly one frame of records");
+        return;
+    }
+    const unsigned char *b = zmq_msg_data(&f[0]);
+    size_t len = zmq_msg_size(&f[0]), off = 0, rl = zmq_msg_size(rid);
+    unsigned char *now_buf = NULL;   /* immediate answers (refusals) */
+    size_t now_len = 0, now_cap = 0;
+    while (off < len) {
+        if (len - off < S_WHEAD) {
+            s_refuse(ps, rid, 400, "truncated record in durable publish");
+            break;
+        }
+        uint64_t req_id = s_le64(b + off);
+        size_t sl = s_get16(b + off + 8), il = s_get16(b + off + 10), tl = s_get16(b + off + 12);
+        size_t cl = s_get16(b + off + 14), bl = s_get32(b + off + 16);
+        off += S_WHEAD;
+        size_t total = sl + il + tl + cl;
+        if (total > len - off || bl > len - off - total) {
+            s_refuse(ps, rid, 400, "record in durable publish overruns the frame");
+            break;
+        }
+        const unsigned char *d = b + off;
+        off += total + bl;
+        if (!ps->backend || atomic_load(&ps->inflight) >= S_MAX_INFLIGHT || rl > S_RID_MAX) {
+            s_ack_rec(&now_buf, &now_len, &now_cap, req_id, 0, 503, false,
+                      ps->backend ? "too many durable publishes in flight" : "svc.broker is stopping");
+            continue;
+        }
+        s_wop *w = malloc(sizeof *w + total + 4 + bl);
+        if (!w) {
+            s_ack_rec(&now_buf, &now_len, &now_cap, req_id, 0, 500, false, "out of memory");
+            continue;
+        }
+        memset(w, 0, sizeof *w);
+        char *str = (char *)(w + 1);
+        svc__broker__publish_request__init(&w->req);
+        svc__broker__publish_response__init(&w->rsp);
+        const size_t lens[4] = { sl, il, tl, cl };
+        char **dst[4] = { &w->req.stream, &w->req.id, &w->req.topic, &w->req.content_type };
+        for (int k = 0; k < 4; k++) {
+            memcpy(str, d, lens[k]);
+            str[lens[k]] = 0;
+            *dst[k] = str;
+            str += lens[k] + 1;
+            d += lens[k];
+        }
+        memcpy(str, d, bl);
+        w->req.body.data = (uint8_t *)str;
+        w->req.body.len = bl;
+        char detail[256];
+        int code = 0;
+        for (int k = 0; k < 4 && !code; k++)
+            if (strlen(*dst[k]) != lens[k]) {
+                code = 400;
+                snprintf(detail, sizeof detail, "NUL inside a string of a durable publish");
+            }
+        if (!code)
+            code = brk_api_check_publish(&w->req, (uint32_t)ps->max_payload, detail, sizeof detail);
+        if (code) {
+            s_ack_rec(&now_buf, &now_len, &now_cap, req_id, 0, code, false, detail);
+            free(w);
+            continue;
+        }
+        w->ps = ps;
+        w->req_id = req_id;
+        memcpy(w->rid, zmq_msg_data(rid), rl);
+        w->rid_len = rl;
+        w->op.kind = BRK_OP_PUBLISH;
+        w->op.req = &w->req.base;
+        w->op.rsp = &w->rsp.base;
+        w->op.done = s_wop_done;
+        w->op.arg = w;
+        atomic_fetch_add(&ps->inflight, 1);
+        ps->backend->vt->submit(ps->backend, &w->op);
+    }
+    s_send_acks_to(ps, zmq_msg_data(rid), rl, now_buf, now_len);
+    free(now_buf);
+}
+
+void brk_pubsub_detach_backend(brk_pubsub *ps)
+{
+    pthread_mutex_lock(&ps->mu);
+    ps->backend = NULL;
+    pthread_mutex_unlock(&ps->mu);
+}
+
 static char *s_str(zmq_msg_t *m)
 {
     char *s = malloc(zmq_msg_size(m) + 1);
@@ -556,6 +765,7 @@ typedef struct s_cmd {
 static const s_cmd s_cmds[] = {
     { "BRK1P", s_on_pub },
     { "BRK1B", s_on_batch },
+    { "BRK1W", s_on_write },
     { "BRK1S", s_on_sub },
     { "BRK1U", s_on_unsub },
     { "BRK1H", s_on_ping },
@@ -642,8 +852,15 @@ static void *s_thread(void *arg)
         int rc = zmq_poll(items, 2, S_PROBE_MS);
         if (rc < 0 && errno != EINTR)
             break;
-        if (items[1].revents & ZMQ_POLLIN)
-            break;
+        if (items[1].revents & ZMQ_POLLIN) {
+            bool stop = false;
+            char c;
+            while (zmq_recv(ps->ctl_recv, &c, 1, ZMQ_DONTWAIT) >= 0)
+                stop |= c == 'S';
+            if (stop)
+                break;
+            s_send_acks(ps);
+        }
         pthread_mutex_lock(&ps->mu);
         for (int i = 0; i < S_BATCH && s_handle_one(ps); i++)
             ;
@@ -668,6 +885,9 @@ int brk_pubsub_start(brk_pubsub **out, const brk_pubsub_cfg *cfg)
     if (!ps)
         return -ENOMEM;
     pthread_mutex_init(&ps->mu, NULL);
+    pthread_mutex_init(&ps->wake_mu, NULL);
+    pthread_mutex_init(&ps->ack_mu, NULL);
+    ps->backend = cfg->backend;
     ps->max_payload = cfg->max_payload;
     ps->instance = svc__rand() | 1;
     ps->zctx = zmq_ctx_new();
@@ -808,8 +1028,9 @@ void brk_pubsub_stop(brk_pubsub **psp)
     if (!ps)
         return;
     *psp = NULL;
-    zmq_send(ps->ctl_send, "", 0, 0);
+    s_wake(ps, "S");
     pthread_join(ps->thread, NULL);
+    s_send_acks(ps);   /* frees what the backend finished after the thread ended */
     zmq_close(ps->router);
     zmq_close(ps->ctl_recv);
     zmq_close(ps->ctl_send);

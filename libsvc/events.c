@@ -1,16 +1,28 @@
 /* libsvc/events.c — the event-stream client (svc/events.h): typed calls to svc.broker. */
 #include "svc/events.h"
 #include "svc/client.h"
+#include "clock.h"
+#include "zctx.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include <zmq.h>
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct s_async s_async;
+
 struct svc_events {
     svc_client *client;    /* owned */
     char *address;         /* fixed node, or NULL */
     int timeout_ms;        /* per call */
+    s_async *async;        /* asynchronous publishing, started on first use */
 };
+
+static void s_async_stop(s_async **ap);
 
 svc_events *svc_events_new(const char *registry)
 {
@@ -50,6 +62,7 @@ void svc_events_destroy(svc_events **ep)
     if (!e)
         return;
     *ep = NULL;
+    s_async_stop(&e->async);
     svc_client_destroy(&e->client);
     free(e->address);
     free(e);
@@ -229,4 +242,310 @@ int svc_events_info(svc_events *e, const char *stream, Svc__Broker__StreamInfo *
                     &rsp, 0, err);
     *out = rc == 0 ? (void *)rsp : NULL;
     return rc;
+}
+
+/* ---- asynchronous publishing over BRK1 (BRK1W / BRK1K) --------------------------------- */
+
+#define S_WINDOW 4096          /* publishes in flight at most */
+#define S_WHEAD 20
+
+typedef struct s_slot {
+    uint64_t req_id;           /* 0 = free */
+    svc_event_ack_fn fn;
+    void *arg;
+    int64_t deadline;          /* monotonic ms */
+} s_slot;
+
+struct s_async {
+    void *sock;                /* DEALER to brokerd's BRK1 socket; publish thread only */
+    void *wake_recv, *wake_send;  /* inproc PAIR; wake_send under mu */
+    pthread_t thread;
+    pthread_mutex_t mu;        /* everything below */
+    pthread_cond_t cv;         /* room in the window, or all answered */
+    unsigned char *buf;        /* records not sent yet */
+    size_t len, cap;
+    s_slot slots[S_WINDOW];
+    uint64_t next_id, low_id;  /* next to assign; lowest possibly outstanding */
+    size_t outstanding;
+    int timeout_ms;
+    bool stop;
+};
+
+static void s_put16(unsigned char *p, size_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void s_put32(unsigned char *p, size_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t s_get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Completes slot of req_id (mu held); fn runs with mu released. */
+static void s_complete(s_async *a, uint64_t req_id, uint64_t seq, bool dup, int code,
+                       const char *detail, size_t dlen)
+{
+    s_slot *sl = &a->slots[req_id % S_WINDOW];
+    if (sl->req_id != req_id)
+        return;   /* timed out already, or a stray answer */
+    s_slot done = *sl;
+    sl->req_id = 0;
+    a->outstanding--;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    svc_error err = SVC_ERROR_INIT;
+    if (code)
+        svc_error_set(&err, "svc.broker", code, "%.*s", (int)dlen, detail);
+    done.fn(seq, dup, code ? &err : NULL, done.arg);
+    svc_error_release(&err);
+    pthread_mutex_lock(&a->mu);
+}
+
+static void s_on_acks(s_async *a, const unsigned char *p, size_t len)
+{
+    size_t off = 0;
+    pthread_mutex_lock(&a->mu);
+    while (len - off >= 21) {
+        uint64_t id = s_get64(p + off), seq = s_get64(p + off + 8);
+        int code = p[off + 16] | p[off + 17] << 8;
+        bool dup = p[off + 18];
+        size_t dl = (size_t)(p[off + 19] | p[off + 20] << 8);
+        off += 21;
+        if (dl > len - off)
+            break;
+        s_complete(a, id, seq, dup, code, (const char *)p + off, dl);
+        off += dl;
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Fails what waited longer than the timeout (mu held). */
+static void s_expire(s_async *a)
+{
+    int64_t now = svc__now_ms();
+    while (a->low_id < a->next_id) {
+        s_slot *sl = &a->slots[a->low_id % S_WINDOW];
+        if (sl->req_id == a->low_id && sl->deadline > now)
+            break;
+        if (sl->req_id == a->low_id)
+            s_complete(a, a->low_id, 0, false, 408, "no answer from brokerd in time", 30);
+        a->low_id++;
+    }
+}
+
+static void *s_async_thread(void *arg)
+{
+    s_async *a = arg;
+    zmq_pollitem_t items[2] = { { a->sock, 0, ZMQ_POLLIN, 0 }, { a->wake_recv, 0, ZMQ_POLLIN, 0 } };
+    unsigned char *sending = NULL;
+    size_t scap = 0;
+    for (;;) {
+        zmq_poll(items, 2, 100);
+        if (items[1].revents & ZMQ_POLLIN) {
+            char c;
+            while (zmq_recv(a->wake_recv, &c, 1, ZMQ_DONTWAIT) >= 0)
+                ;
+        }
+        pthread_mutex_lock(&a->mu);
+        bool stop = a->stop && a->outstanding == 0;
+        unsigned char *b = a->buf;
+        size_t bcap = a->cap, len = a->len;
+        a->buf = sending;   /* publishers fill the other buffer meanwhile */
+        a->cap = scap;
+        a->len = 0;
+        pthread_mutex_unlock(&a->mu);
+        sending = b;
+        scap = bcap;
+        if (len && zmq_send(a->sock, "BRK1W", 5, ZMQ_SNDMORE) >= 0)
+            zmq_send(a->sock, sending, len, 0);   /* on failure the records time out */
+        for (int k = 0; k < 64; k++) {
+            zmq_msg_t f0, f1;
+            zmq_msg_init(&f0);
+            if (zmq_msg_recv(&f0, a->sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&f0);
+                break;
+            }
+            zmq_msg_init(&f1);
+            bool two = zmq_msg_more(&f0) && zmq_msg_recv(&f1, a->sock, 0) >= 0;
+            if (two && zmq_msg_size(&f0) == 5 && memcmp(zmq_msg_data(&f0), "BRK1K", 5) == 0)
+                s_on_acks(a, zmq_msg_data(&f1), zmq_msg_size(&f1));
+            while (zmq_msg_more(two ? &f1 : &f0)) {   /* drop the rest of anything else */
+                zmq_msg_t x;
+                zmq_msg_init(&x);
+                zmq_msg_recv(&x, a->sock, 0);
+                bool more = zmq_msg_more(&x);
+                zmq_msg_close(&x);
+                if (!more)
+                    break;
+            }
+            zmq_msg_close(&f0);
+            zmq_msg_close(&f1);
+        }
+        pthread_mutex_lock(&a->mu);
+        s_expire(a);
+        pthread_mutex_unlock(&a->mu);
+        if (stop)
+            break;
+    }
+    free(sending);
+    return NULL;
+}
+
+/* Finds brokerd's BRK1 address and starts the publish thread. */
+static int s_async_start(svc_events *e)
+{
+    Svc__Broker__InfoRequest req = SVC__BROKER__INFO_REQUEST__INIT;
+    ProtobufCMessage *rsp = NULL;
+    int rc = s_call(e, "Broker.Info", &req.base, &svc__broker__info_response__descriptor, &rsp, 0,
+                    NULL);
+    if (rc < 0)
+        return rc;
+    s_async *a = calloc(1, sizeof *a);
+    if (!a) {
+        protobuf_c_message_free_unpacked(rsp, NULL);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    a->next_id = a->low_id = 1;
+    a->timeout_ms = e->timeout_ms;
+    a->sock = svc__socket(ZMQ_DEALER);
+    a->wake_recv = svc__socket(ZMQ_PAIR);
+    a->wake_send = svc__socket(ZMQ_PAIR);
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://svc-events-%p", (void *)a);
+    /* Each BRK1W holds at least one of at most S_WINDOW records in flight: sends never block. */
+    int to = 2000, hwm = S_WINDOW + 16;
+    rc = -ENOMEM;
+    if (a->sock && a->wake_recv && a->wake_send) {
+        zmq_setsockopt(a->sock, ZMQ_SNDTIMEO, &to, sizeof to);
+        zmq_setsockopt(a->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+        if (zmq_connect(a->sock, ((Svc__Broker__InfoResponse *)rsp)->pubsub_address) == 0 &&
+            zmq_bind(a->wake_recv, ep) == 0 && zmq_connect(a->wake_send, ep) == 0)
+            rc = -pthread_create(&a->thread, NULL, s_async_thread, a);
+    }
+    protobuf_c_message_free_unpacked(rsp, NULL);
+    if (rc) {
+        svc__socket_close(&a->sock);
+        svc__socket_close(&a->wake_recv);
+        svc__socket_close(&a->wake_send);
+        pthread_mutex_destroy(&a->mu);
+        pthread_cond_destroy(&a->cv);
+        free(a);
+        return rc;
+    }
+    e->async = a;
+    return 0;
+}
+
+int svc_events_publish_async(svc_events *e, const char *stream, const void *body, size_t len,
+                             const svc_event_publish_opts *o, svc_event_ack_fn fn, void *arg)
+{
+    const char *id = o && o->id ? o->id : "", *topic = o && o->topic ? o->topic : "";
+    const char *ct = o && o->content_type ? o->content_type : "";
+    size_t sl = stream ? strlen(stream) : 0, il = strlen(id), tl = strlen(topic), cl = strlen(ct);
+    if (!fn || !sl || sl > 65535 || il > 65535 || tl > 65535 || cl > 65535 || (o && o->meta && o->meta->n))
+        return SVC_EINVAL;
+    if (len > 16 * 1024 * 1024)
+        return SVC_ETOOBIG;
+    int rc;
+    if (!e->async && (rc = s_async_start(e)) < 0)
+        return rc;
+    s_async *a = e->async;
+    size_t need = S_WHEAD + sl + il + tl + cl + len;
+    pthread_mutex_lock(&a->mu);
+    while (a->outstanding >= S_WINDOW || a->slots[a->next_id % S_WINDOW].req_id)
+        pthread_cond_wait(&a->cv, &a->mu);
+    if (a->len + need > a->cap) {
+        size_t cap = a->cap ? a->cap : 65536;
+        while (cap < a->len + need)
+            cap *= 2;
+        unsigned char *nb = realloc(a->buf, cap);
+        if (!nb) {
+            pthread_mutex_unlock(&a->mu);
+            return -ENOMEM;
+        }
+        a->buf = nb;
+        a->cap = cap;
+    }
+    uint64_t rid = a->next_id++;
+    a->slots[rid % S_WINDOW] = (s_slot){ rid, fn, arg, svc__now_ms() + a->timeout_ms };
+    a->outstanding++;
+    unsigned char *h = a->buf + a->len;
+    for (int i = 0; i < 8; i++)
+        h[i] = (unsigned char)(rid >> (8 * i));
+    s_put16(h + 8, sl);
+    s_put16(h + 10, il);
+    s_put16(h + 12, tl);
+    s_put16(h + 14, cl);
+    s_put32(h + 16, len);
+    unsigned char *d = h + S_WHEAD;
+    memcpy(d, stream, sl);
+    memcpy(d + sl, id, il);
+    memcpy(d + sl + il, topic, tl);
+    memcpy(d + sl + il + tl, ct, cl);
+    if (len)
+        memcpy(d + sl + il + tl + cl, body, len);
+    bool wake = a->len == 0;
+    a->len += need;
+    if (wake)
+        zmq_send(a->wake_send, "w", 1, ZMQ_DONTWAIT);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+int svc_events_flush(svc_events *e, int timeout_ms)
+{
+    s_async *a = e->async;
+    if (!a)
+        return 0;
+    int64_t end = svc__now_ms() + timeout_ms;
+    int rc = 0;
+    pthread_mutex_lock(&a->mu);
+    while (a->outstanding && rc == 0) {
+        int64_t left = end - svc__now_ms();
+        if (left <= 0) {
+            rc = SVC_ETIMEOUT;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t step = left < 100 ? left : 100;
+        ts.tv_nsec += step * 1000000;
+        ts.tv_sec += ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+static void s_async_stop(s_async **ap)
+{
+    s_async *a = *ap;
+    if (!a)
+        return;
+    *ap = NULL;
+    pthread_mutex_lock(&a->mu);
+    a->stop = true;   /* the thread ends once everything is answered or timed out */
+    zmq_send(a->wake_send, "w", 1, ZMQ_DONTWAIT);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL);
+    svc__socket_close(&a->sock);
+    svc__socket_close(&a->wake_recv);
+    svc__socket_close(&a->wake_send);
+    free(a->buf);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+    free(a);
 }

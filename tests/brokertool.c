@@ -9,6 +9,8 @@
  *       publisher's sequence only goes up; --stall stops reading after the first
  *   svc-brokertool epub --stream S --count N [--prefix P] [--inflight K] [--seconds S]
  *       durable publishes with ids P-0 .. P-(N-1), each retried until acked
+ *   svc-brokertool epub-async --stream S --count N [--prefix P] [--seconds S]
+ *       the same with svc_events_publish_async (many in flight), failed ones again
  *   svc-brokertool econsume --stream S --group G --count N [--seconds S]
  *       fetches and acks until N distinct ids were seen; reports duplicates, gaps
  *   svc-brokertool bench-pubsub --subs K [--seconds S] [--size B] [--queue]
@@ -255,6 +257,84 @@ static int c_epub(const opts *o)
            atomic_load(&sh.acked), atomic_load(&sh.retries), atomic_load(&sh.duplicates),
            s_now() - t0);
     return atomic_load(&sh.failed) ? 1 : 0;
+}
+
+/* ---- asynchronous durable publish, retried until every id is acked ---------------------- */
+
+typedef struct aslot {
+    long idx;                  /* event index */
+    struct async_state *st;
+} aslot;
+
+typedef struct async_state {
+    unsigned char *acked;      /* per index */
+    long *retry;               /* indexes that failed, to publish again */
+    long n_retry;
+    long n_acked, duplicates, failures;
+    pthread_mutex_t mu;
+    aslot *slots;
+} async_state;
+
+static void s_async_ack(uint64_t seq, bool dup, const svc_error *err, void *arg)
+{
+    aslot *a = arg;
+    async_state *st = a->st;
+    pthread_mutex_lock(&st->mu);
+    if (err) {
+        st->failures++;
+        st->retry[st->n_retry++] = a->idx;
+    } else if (!st->acked[a->idx]) {
+        st->acked[a->idx] = 1;
+        st->n_acked++;
+        st->duplicates += dup;
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+static int c_epub_async(const opts *o)
+{
+    async_state st = { .acked = calloc((size_t)o->count, 1), .retry = calloc((size_t)o->count, sizeof(long)) };
+    pthread_mutex_init(&st.mu, NULL);
+    st.slots = calloc((size_t)o->count, sizeof *st.slots);
+    svc_events *ev = svc_events_new(o->registry);
+    svc_events_set_timeout(ev, 3000);
+    char *body = calloc(1, (size_t)o->size);
+    double t0 = s_now(), end = t0 + o->seconds;
+    long *todo = malloc((size_t)o->count * sizeof *todo), n_todo = o->count, rounds = 0;
+    for (long i = 0; i < o->count; i++)
+        todo[i] = i;
+    while (n_todo && s_now() < end) {
+        for (long k = 0; k < n_todo; k++) {
+            long i = todo[k];
+            char id[96];
+            snprintf(id, sizeof id, "%s-%ld", o->prefix, i);
+            st.slots[i] = (aslot){ i, &st };
+            svc_event_publish_opts po = { .id = id };
+            while (svc_events_publish_async(ev, o->stream, body, (size_t)o->size, &po, s_async_ack,
+                                            &st.slots[i]) < 0 && s_now() < end)
+                usleep(50000);   /* brokerd not found (restarting): try again */
+        }
+        svc_events_flush(ev, 30000);
+        pthread_mutex_lock(&st.mu);
+        memcpy(todo, st.retry, (size_t)st.n_retry * sizeof *todo);
+        n_todo = st.n_retry;
+        st.n_retry = 0;
+        pthread_mutex_unlock(&st.mu);
+        rounds++;
+        if (n_todo)
+            usleep(100000);
+    }
+    double dt = s_now() - t0;
+    printf("{\"acked\":%ld,\"acked_per_s\":%.0f,\"failures\":%ld,\"duplicates\":%ld,\"rounds\":%ld}\n",
+           st.n_acked, st.n_acked / dt, st.failures, st.duplicates, rounds);
+    svc_events_destroy(&ev);
+    int rc = st.n_acked == o->count ? 0 : 1;
+    free(st.acked);
+    free(st.retry);
+    free(st.slots);
+    free(todo);
+    free(body);
+    return rc;
 }
 
 /* ---- consume and count ---------------------------------------------------------- */
@@ -522,6 +602,7 @@ static const struct {
     int (*run)(const opts *o);
 } s_cmds[] = {
     { "pub", c_pub }, { "sub", c_sub }, { "epub", c_epub }, { "econsume", c_econsume },
+    { "epub-async", c_epub_async },
     { "bench-pubsub", c_bench_pubsub }, { "bench-epub", c_bench_epub },
     { "bench-consume", c_bench_consume }, { "bench-zmq", c_bench_zmq }, { NULL, NULL },
 };

@@ -134,6 +134,26 @@ int svc_events_ack_many(svc_events *e, const char *stream, const char *group,
 int svc_events_nack(svc_events *e, const char *stream, const char *group,
                     const Svc__Broker__Event *ev, uint32_t delay_ms, svc_error *err);
 
+/*
+ * Asynchronous durable publish, for many events in flight from one thread
+ * (as JetStream's PublishAsync, but answered only after the commit).  The
+ * event goes over brokerd's BRK1 socket (docs/broker.md 5.7); fn(seq,
+ * duplicate, err, arg) is called once, on the client's publish thread:
+ * err NULL when the event is durably stored, else why not (408 when no
+ * answer came within the client's timeout — publish again with the same
+ * id).  At most 4096 are in flight: beyond, this call waits for room.
+ * o->meta is not carried on this path (SVC_EINVAL): use
+ * svc_events_publish for metadata.  Returns 0 once queued, SVC_EINVAL,
+ * SVC_ETOOBIG (over 16 MiB), or the error of finding brokerd.
+ * fn must not call back into e.
+ */
+typedef void (*svc_event_ack_fn)(uint64_t seq, bool duplicate, const svc_error *err, void *arg);
+int svc_events_publish_async(svc_events *e, const char *stream, const void *body, size_t len,
+                             const svc_event_publish_opts *o, svc_event_ack_fn fn, void *arg);
+
+/* Waits until every asynchronous publish was answered; 0, or SVC_ETIMEOUT after timeout_ms. */
+int svc_events_flush(svc_events *e, int timeout_ms);
+
 /* Stream info (with consumers); *out is the caller's. 404 when unknown. */
 int svc_events_info(svc_events *e, const char *stream, Svc__Broker__StreamInfo **out,
                     svc_error *err);
