@@ -15,6 +15,7 @@
  *       fetches and acks until N distinct ids were seen; reports duplicates, gaps
  *   svc-brokertool bench-pubsub --subs K [--seconds S] [--size B] [--queue]
  *   svc-brokertool bench-epub --inflight K [--seconds S] [--size B]
+ *   svc-brokertool bench-epub-async [--seconds S] [--size B]   (svc_events_publish_async)
  *   svc-brokertool bench-consume [--seconds S] [--size B]
  *   svc-brokertool bench-zmq --subs K [--seconds S] [--size B]   (raw PUB/SUB floor)
  *
@@ -493,6 +494,35 @@ static int c_bench_epub(const opts *o)
     return atomic_load(&b.failed);
 }
 
+static void s_count_ack(uint64_t seq, bool dup, const svc_error *err, void *arg)
+{
+    atomic_fetch_add((atomic_long *)arg + (err ? 1 : 0), 1);
+}
+
+/* Asynchronous durable publishes for --seconds (up to 4096 in flight), then waits for the acks. */
+static int c_bench_epub_async(const opts *o)
+{
+    svc_events *ev = svc_events_new(o->registry);
+    atomic_long counts[2];
+    atomic_init(&counts[0], 0);
+    atomic_init(&counts[1], 0);
+    char *body = calloc(1, (size_t)o->size);
+    double t0 = s_now(), end = t0 + o->seconds;
+    long sent = 0;
+    while (s_now() < end)
+        for (int k = 0; k < 100; k++, sent++)
+            if (svc_events_publish_async(ev, o->stream, body, (size_t)o->size, NULL, s_count_ack,
+                                         counts) < 0)
+                return 1;
+    svc_events_flush(ev, 60000);
+    double dt = s_now() - t0;
+    printf("{\"acked\":%ld,\"acked_per_s\":%.0f,\"failed\":%ld,\"inflight\":4096}\n",
+           atomic_load(&counts[0]), atomic_load(&counts[0]) / dt, atomic_load(&counts[1]));
+    svc_events_destroy(&ev);
+    free(body);
+    return atomic_load(&counts[1]) ? 1 : 0;
+}
+
 static int c_bench_consume(const opts *o)
 {
     svc_events *ev = svc_events_new(o->registry);
@@ -604,7 +634,7 @@ static const struct {
     { "pub", c_pub }, { "sub", c_sub }, { "epub", c_epub }, { "econsume", c_econsume },
     { "epub-async", c_epub_async },
     { "bench-pubsub", c_bench_pubsub }, { "bench-epub", c_bench_epub },
-    { "bench-consume", c_bench_consume }, { "bench-zmq", c_bench_zmq }, { NULL, NULL },
+    { "bench-consume", c_bench_consume }, { "bench-epub-async", c_bench_epub_async }, { "bench-zmq", c_bench_zmq }, { NULL, NULL },
 };
 
 int main(int argc, char **argv)
