@@ -20,7 +20,7 @@
 #define S_STREAM_NAME_MAX 120   /* leaves room for ".dlq" */
 #define S_ID_MAX 128
 #define S_BATCH_MAX 1000
-#define S_WAIT_MAX 30000
+#define S_WAIT_MAX 5000    /* below the drain timeout: a stop never waits on a fetch */
 #define S_ACKS_MAX 10000
 
 typedef struct s_sync {

@@ -10,6 +10,7 @@
 #include "pubsub.h"
 #include "api.h"
 #include "topic.h"
+#include "brk1.h"
 #include "clock.h"
 #include "zctx.h"
 #include "svc/log.h"
@@ -30,7 +31,6 @@
 #define S_MAX_SUBS_PER_PEER 10000
 #define S_QUEUE_MAX   64
 #define S_REC_HEAD    18      /* delivery record: sid(8) topic_len(2) body_len(4) meta_len(4) */
-#define S_PUB_HEAD    10      /* publish record: topic_len(2) body_len(4) meta_len(4) */
 #define S_OUT_MAX_RECORDS 256 /* records per delivery batch */
 #define S_OUT_MAX_BYTES 65536 /* bytes per delivery batch (a bigger record goes alone) */
 #define S_META_MAX    65536
@@ -75,6 +75,7 @@ struct brk_pubsub {
     pthread_mutex_t ack_mu;        /* the finished durable publishes below */
     struct s_wop *acks, *acks_tail;
     atomic_long inflight;          /* durable publishes submitted, not yet answered */
+    atomic_long inflight_bytes;    /* their body bytes */
     char *address;                 /* bound endpoint */
     size_t max_payload;
     uint64_t instance;             /* random per start: lets clients notice a restart */
@@ -197,16 +198,6 @@ static void s_put32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t s_get16(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
-}
-
-static uint32_t s_get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void s_reply(brk_pubsub *ps, const void *rid, size_t rid_len, const char *cmd,
@@ -429,24 +420,10 @@ static void s_on_batch(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
     }
     const unsigned char *b = zmq_msg_data(&f[0]);
     size_t len = zmq_msg_size(&f[0]), off = 0;
-    while (off < len) {
-        if (len - off < S_PUB_HEAD) {
-            s_refuse(ps, rid, 400, "truncated record in batch publish");
-            return;
-        }
-        s_msg m;
-        m.tlen = s_get16(b + off);
-        m.blen = s_get32(b + off + 2);
-        m.mlen = s_get32(b + off + 6);
-        off += S_PUB_HEAD;
-        if (m.tlen > len - off || m.blen > len - off - m.tlen || m.mlen > len - off - m.tlen - m.blen) {
-            s_refuse(ps, rid, 400, "record in batch publish overruns the frame");
-            return;
-        }
-        m.topic = (const char *)b + off;
-        m.body = b + off + m.tlen;
-        m.meta = m.mlen ? b + off + m.tlen + m.blen : NULL;
-        off += m.tlen + m.blen + m.mlen;
+    svc__brk1_msg r;
+    int rc;
+    while ((rc = svc__brk1_next_pub(b, len, &off, &r)) > 0) {
+        s_msg m = { r.topic, r.tlen, r.body, r.blen, r.meta, r.mlen };
         int code;
         const char *why = s_check(ps, &m, &code);
         if (why)
@@ -454,12 +431,14 @@ static void s_on_batch(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
         else
             s_route(ps, &m);
     }
+    if (rc < 0)
+        s_refuse(ps, rid, 400, "truncated or overrunning record in batch publish");
 }
 
 /* ---- durable publishes on the BRK1 socket (BRK1W / BRK1K) --------------------------- */
 
-#define S_WHEAD 20                 /* req_id(8) stream_len(2) id_len(2) topic_len(2) ct_len(2) body_len(4) */
 #define S_MAX_INFLIGHT 65536       /* durable publishes in flight at most; beyond: 503 */
+#define S_MAX_INFLIGHT_BYTES (256L * 1024 * 1024)  /* and their bodies */
 
 typedef struct s_wop {
     brk_op op;                     /* first: the backend completes this */
@@ -560,6 +539,7 @@ static void s_send_acks(brk_pubsub *ps)
             free(cur);
         cur = w;
         atomic_fetch_sub(&ps->inflight, 1);
+        atomic_fetch_sub(&ps->inflight_bytes, (long)w->req.body.len);
         w = nx;
     }
     if (cur) {
@@ -580,23 +560,15 @@ static void s_on_write(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
     size_t len = zmq_msg_size(&f[0]), off = 0, rl = zmq_msg_size(rid);
     unsigned char *now_buf = NULL;   /* immediate answers (refusals) */
     size_t now_len = 0, now_cap = 0;
-    while (off < len) {
-        if (len - off < S_WHEAD) {
-            s_refuse(ps, rid, 400, "truncated record in durable publish");
-            break;
-        }
-        uint64_t req_id = s_le64(b + off);
-        size_t sl = s_get16(b + off + 8), il = s_get16(b + off + 10), tl = s_get16(b + off + 12);
-        size_t cl = s_get16(b + off + 14), bl = s_get32(b + off + 16);
-        off += S_WHEAD;
+    svc__brk1_write wr;
+    int prc;
+    while ((prc = svc__brk1_next_write(b, len, &off, &wr)) > 0) {
+        uint64_t req_id = wr.req_id;
+        size_t sl = wr.len[0], il = wr.len[1], tl = wr.len[2], cl = wr.len[3], bl = wr.blen;
         size_t total = sl + il + tl + cl;
-        if (total > len - off || bl > len - off - total) {
-            s_refuse(ps, rid, 400, "record in durable publish overruns the frame");
-            break;
-        }
-        const unsigned char *d = b + off;
-        off += total + bl;
-        if (!ps->backend || atomic_load(&ps->inflight) >= S_MAX_INFLIGHT || rl > S_RID_MAX) {
+        const unsigned char *d = (const unsigned char *)wr.str[0];
+        if (!ps->backend || atomic_load(&ps->inflight) >= S_MAX_INFLIGHT ||
+            atomic_load(&ps->inflight_bytes) >= S_MAX_INFLIGHT_BYTES || rl > S_RID_MAX) {
             s_ack_rec(&now_buf, &now_len, &now_cap, req_id, 0, 503, false,
                       ps->backend ? "too many durable publishes in flight" : "svc.broker is stopping");
             continue;
@@ -646,8 +618,11 @@ static void s_on_write(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
         w->op.done = s_wop_done;
         w->op.arg = w;
         atomic_fetch_add(&ps->inflight, 1);
+        atomic_fetch_add(&ps->inflight_bytes, (long)bl);
         ps->backend->vt->submit(ps->backend, &w->op);
     }
+    if (prc < 0)
+        s_refuse(ps, rid, 400, "truncated or overrunning record in durable publish");
     s_send_acks_to(ps, zmq_msg_data(rid), rl, now_buf, now_len);
     free(now_buf);
 }

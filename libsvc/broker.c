@@ -15,6 +15,7 @@
 #include "broker.pb-c.h"
 #include "clock.h"
 #include "topic.h"
+#include "brk1.h"
 #include "zctx.h"
 
 #include <errno.h>
@@ -52,7 +53,8 @@ struct svc_broker {
     pthread_cond_t room_cv;        /* publishers and flush: the flusher sent a batch */
     unsigned char *pbuf, *pspare;  /* batch being filled / the one being sent */
     size_t plen, pcap, pspare_cap; /* bytes in pbuf, allocations */
-    bool flushing, fl_stop, fl_running;
+    bool flushing, fl_stop;
+    atomic_bool fl_running;        /* the flusher runs: connected (publish's fast path) */
     pthread_t fl_thread;
     atomic_ullong pub_lost;        /* records in batches brokerd could not be sent */
     void *cmd_send, *cmd_recv;     /* inproc PAIR to the thread; cmd_send under cmd_mu */
@@ -213,7 +215,7 @@ int svc_broker_connect(svc_broker *b, svc_error *err)
             rc = errno ? -errno : -ENOMEM;
         if (rc == 0) {
             rc = -pthread_create(&b->fl_thread, NULL, s_flusher, b);
-            b->fl_running = rc == 0;
+            atomic_store(&b->fl_running, rc == 0);
             if (rc)
                 svc__socket_close(&b->pub);
         }
@@ -228,7 +230,7 @@ int svc_broker_publish(svc_broker *b, const char *topic, const void *body, size_
     size_t tl = topic ? strlen(topic) : 0;
     if (!svc__topic_valid(topic ? topic : "", tl, false))
         return SVC_EINVAL;
-    if (!b->fl_running) {
+    if (!atomic_load(&b->fl_running)) {
         int rc = svc_broker_connect(b, NULL);
         if (rc < 0)
             return rc == SVC_EREMOTE || rc == SVC_ENOTFOUND ? SVC_EUNREACHABLE : rc;
@@ -422,26 +424,16 @@ static void s_deliver_one(svc_broker *b, uint64_t sid, const char *t, size_t tl,
     svc_meta_release(&meta);
 }
 
-/* A BRK1D message: frame 1 holds records sid(8) topic_len(2) body_len(4) meta_len(4) ... */
+/* A BRK1D message: frame 1 holds delivery records (libsvc/brk1.h). */
 static void s_on_deliver(svc_broker *b, zmq_msg_t *f, int n)
 {
     if (n != 2)
         return;
     const unsigned char *p = zmq_msg_data(&f[1]);
     size_t len = zmq_msg_size(&f[1]), off = 0;
-    while (len - off >= 18) {
-        uint64_t sid = s_le64(p + off);
-        size_t tl = (size_t)p[off + 8] | (size_t)p[off + 9] << 8;
-        size_t bl = (size_t)p[off + 10] | (size_t)p[off + 11] << 8 | (size_t)p[off + 12] << 16 |
-                    (size_t)p[off + 13] << 24;
-        size_t ml = (size_t)p[off + 14] | (size_t)p[off + 15] << 8 | (size_t)p[off + 16] << 16 |
-                    (size_t)p[off + 17] << 24;
-        off += 18;
-        if (tl > len - off || bl > len - off - tl || ml > len - off - tl - bl)
-            return;   /* malformed: brokerd never sends this */
-        s_deliver_one(b, sid, (const char *)p + off, tl, p + off + tl, bl, p + off + tl + bl, ml);
-        off += tl + bl + ml;
-    }
+    svc__brk1_msg m;
+    while (svc__brk1_next_delivery(p, len, &off, &m) > 0)   /* malformed: brokerd never sends it */
+        s_deliver_one(b, m.sid, m.topic, m.tlen, m.body, m.blen, m.meta, m.mlen);
 }
 
 /* An answer to SUB/UNSUB (BRK1A / BRK1E): wakes the waiting caller. */

@@ -3,6 +3,7 @@
 #include "svc/client.h"
 #include "clock.h"
 #include "zctx.h"
+#include "brk1.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -283,14 +284,6 @@ static void s_put32(unsigned char *p, size_t v)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static uint64_t s_get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* Completes slot of req_id (mu held); fn runs with mu released. */
 static void s_complete(s_async *a, uint64_t req_id, uint64_t seq, bool dup, int code,
                        const char *detail, size_t dlen)
@@ -314,18 +307,10 @@ static void s_complete(s_async *a, uint64_t req_id, uint64_t seq, bool dup, int 
 static void s_on_acks(s_async *a, const unsigned char *p, size_t len)
 {
     size_t off = 0;
+    svc__brk1_ack k;
     pthread_mutex_lock(&a->mu);
-    while (len - off >= 21) {
-        uint64_t id = s_get64(p + off), seq = s_get64(p + off + 8);
-        int code = p[off + 16] | p[off + 17] << 8;
-        bool dup = p[off + 18];
-        size_t dl = (size_t)(p[off + 19] | p[off + 20] << 8);
-        off += 21;
-        if (dl > len - off)
-            break;
-        s_complete(a, id, seq, dup, code, (const char *)p + off, dl);
-        off += dl;
-    }
+    while (svc__brk1_next_ack(p, len, &off, &k) > 0)
+        s_complete(a, k.req_id, k.seq, k.duplicate, k.code, k.detail, k.dlen);
     pthread_mutex_unlock(&a->mu);
 }
 

@@ -68,9 +68,13 @@ int svc_broker_connect(svc_broker *b, svc_error *err);
 
 /*
  * Publishes body (len bytes, copied) to topic.  content_type and meta may
- * be NULL.  Returns 0 once the message is queued for brokerd (no delivery
- * guarantee), SVC_EINVAL for an invalid topic, SVC_ETOOBIG above brokerd's
- * max payload, SVC_EUNREACHABLE when brokerd cannot be reached within 2 s.
+ * be NULL.  Returns 0 once the message is in the client's publish batch,
+ * which a flusher thread sends to brokerd at once (no delivery guarantee:
+ * pub/sub is at most once); SVC_EINVAL for an invalid topic or more than 64
+ * metadata pairs, SVC_ETOOBIG above brokerd's max payload (or meta over
+ * 64 KiB), SVC_EUNREACHABLE when svc.broker cannot be found.  Blocks
+ * while 256 KiB of publishes wait to be sent.  When brokerd cannot take a
+ * batch for 2 s it is dropped; svc_broker_flush reports that.
  */
 int svc_broker_publish(svc_broker *b, const char *topic, const void *body, size_t len,
                        const char *content_type, const svc_meta *meta);

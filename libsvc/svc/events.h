@@ -107,7 +107,7 @@ int svc_events_create_stream(svc_events *e, const char *stream,
 /*
  * Fetches up to max (1..1000) events for group (created with o, or with
  * defaults when o is NULL; an existing group must have been created with
- * the same options, or o NULL), waiting up to wait_ms (0..30000) for the
+ * the same options, or o NULL), waiting up to wait_ms (0..5000) for the
  * first one.  Each returned event is pending for the group until acked.
  * *out is the caller's (protobuf_c_message_free_unpacked); its `missed`
  * counts events retention removed before the group read them.

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import signal
+import struct
 import time
 
 import zmq
@@ -403,12 +404,22 @@ def test_broker_bad_input_clear_errors_keeps_serving(p):
     s.connect("ipc://%s/pubsub" % p.dir)
     bad = [[b"BRK1X", b"a"], [b"BRK1P"], [b"BRK1P", b"bad topic", b"x"], [b"BRK1P", b"t", b"x" * 5000],
            [b"BRK1P", b"a.>", b"x"], [b"BRK1S", b"short", b"t", b""], [b"BRK1S", b"\0" * 8, b"a..b", b""],
-           [b"BRK1U", b"\1" * 8], [b"BRK"], [b"BRK1P", b"t", b"x", b"m", b"5", b"6", b"7", b"8"]]
+           [b"BRK1U", b"\1" * 8], [b"BRK"], [b"BRK1P", b"t", b"x", b"m", b"5", b"6", b"7", b"8"],
+           [b"BRK1B", b"\5\0"], [b"BRK1B", struct.pack("<HII", 200, 0, 0) + b"a"],
+           [b"BRK1B", struct.pack("<HII", 1, 0, 0) + b"*"], [b"BRK1W", b"\1" * 5],
+           [b"BRK1W", struct.pack("<QHHHHI", 1, 9, 0, 0, 0, 99) + b"x"]]
     for frames in bad:
         s.send_multipart(frames)
         reply = s.recv_multipart()
         check(reply[0][:5] == b"BRK1E" and int(reply[1]) in (400, 404, 413),
               "malformed %r answered %r" % (frames, reply))
+    # A well-framed durable publish of an invalid stream is answered in a BRK1K ack.
+    s.send_multipart([b"BRK1W", struct.pack("<QHHHHI", 77, 3, 0, 0, 0, 1) + b"a bx"])
+    reply = s.recv_multipart()
+    check(reply[0] == b"BRK1K", "BRK1W answer %r" % reply)
+    req_id, seq, code, dup, dlen = struct.unpack("<QQHBH", reply[1][:21])
+    check((req_id, seq, code) == (77, 0, 400) and b"invalid stream" in reply[1][21:],
+          "BRK1K for an invalid stream: %r" % reply)
     # Empty frames and a lone empty message.
     s.send_multipart([b""])
     check(s.recv_multipart()[0][:5] == b"BRK1E", "empty command")
@@ -466,3 +477,27 @@ def test_events_async_publish_many_in_flight_across_sigkill(p):
           "(were stored already: %d)" % (n, during, pr["failures"], pr["duplicates"]))
     check(cr["distinct"] == n and cr["gaps"] == 0 and cr["max_seq"] == n,
           "every acked event once, no gaps: %r" % cr)
+
+
+def test_brokerd_sigterm_with_waiting_consumer_exits_clean(p):
+    b = start_broker(p)
+    publish_event(p, "st", b"x")
+    ok(p, "Events.Consume", {"stream": "st", "group": "g", "batch": 10})   # nothing else ready
+    import threading
+    res = {}
+
+    def waiting():
+        res["r"] = p.ctl("call", "svc.broker", "Events.Consume",
+                         json.dumps({"stream": "st", "group": "g", "wait_ms": 5000}))
+    t = threading.Thread(target=waiting)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    code = b.stop(15)
+    t.join(10)
+    check(code == 0, "brokerd exited %d on SIGTERM with a fetch waiting:\n%s" % (code, b.output()))
+    check(time.monotonic() - t0 < 10, "stop took %.1fs" % (time.monotonic() - t0))
+    check("stopped" in b.output(), "no clean stop logged")
+    # What was acknowledged is there after the restart.
+    start_broker(p, registry=False)
+    check(info(p, "st")["messages"] == "1", "event lost over a clean restart")
