@@ -94,9 +94,12 @@ static int s_parse(brk_opts *o, int *argc, char **argv)
             printf("usage: brokerd [options]\n\n"
                    "svc.broker: pub/sub with queue groups and wildcards, and durable event\n"
                    "streams on LMDB (docs/broker.md).\n\nbrokerd options:\n");
-            for (const s_flag *f = s_flags; f->flag; f++)
-                printf("  --%s %-8s %-22s %s\n", f->flag, f->arg, f->env, f->help);
-            printf("\n");
+            for (const s_flag *f = s_flags; f->flag; f++) {
+                char left[64];
+                snprintf(left, sizeof left, "--%s %s", f->flag, f->arg);
+                printf("  %-26s %-23s %s\n", left, f->env, f->help);
+            }
+            printf("\nand every svc service option:\n\n");
             argv[out++] = argv[i];   /* libsvc prints its options and exits 0 */
             continue;
         }
