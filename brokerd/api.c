@@ -195,6 +195,11 @@ static int s_consume(svc_ctx *ctx, const void *vreq, void *rsp)
     int rc = s_check_consumer(ctx, req->config);
     if (rc)
         return rc;
+    if (req->n_acks > S_ACKS_MAX)
+        return svc_ctx_error(ctx, 400, "want at most %d acks, got %zu", S_ACKS_MAX, req->n_acks);
+    for (size_t i = 0; i < req->n_acks; i++)
+        if (req->acks[i]->seq == 0 || req->acks[i]->delivery == 0)
+            return svc_ctx_error(ctx, 400, "ack %zu: seq and delivery must be >= 1", i);
     uint32_t wait = req->wait_ms;
     int left = svc_ctx_remaining_ms(ctx);
     if (left >= 0 && (uint32_t)left < wait + 200)

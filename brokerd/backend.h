@@ -37,6 +37,7 @@ struct brk_op {
     int code;                      /* 0, or the HTTP-like error code when it failed */
     char detail[256];              /* the error, one line, when code != 0 */
     int64_t wait_until;            /* CONSUME: unix ms until which it may wait for events */
+    int stage;                     /* the backend's own progress marker (0 when submitted) */
     void (*done)(brk_op *op);      /* called once when finished (any thread) */
     void *arg;                     /* for done */
     brk_op *next;                  /* the backend's queue link */

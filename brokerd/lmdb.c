@@ -864,7 +864,20 @@ static bool s_consume(s_db *db, MDB_txn *txn, brk_op *op, int64_t now)
         return true;
     }
     bool dirty = false;
-    int rc = s_catch_up(db, txn, st, c, &dirty);
+    int rc = 0;
+    if (op->stage == 0) {   /* acks carried by the fetch: once, before waiting */
+        op->stage = 1;
+        for (size_t i = 0; i < req->n_acks && rc == 0; i++) {
+            const Svc__Broker__AckItem *a = req->acks[i];
+            if (brk_ack_check(c, a->seq, a->delivery) != BRK_ACK_OK)
+                continue;
+            brk_pend_remove(c, (size_t)brk_pend_find(c, a->seq));
+            rc = s_del_pend(db, txn, st, c, a->seq);
+            rsp->acked++;
+        }
+    }
+    if (rc == 0)
+        rc = s_catch_up(db, txn, st, c, &dirty);
     /* Due redeliveries first, in sequence order; dead-letter those out of attempts. */
     for (size_t i = 0; rc == 0 && i < c->n_pend && rsp->n_events < batch;) {
         brk_pend *p = &c->pend[i];

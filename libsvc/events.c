@@ -154,7 +154,30 @@ int svc_events_fetch(svc_events *e, const char *stream, const char *group,
                      const svc_consume_opts *o, unsigned max, int wait_ms,
                      Svc__Broker__ConsumeResponse **out, svc_error *err)
 {
+    return svc_events_ack_fetch(e, stream, group, NULL, 0, o, max, wait_ms, out, err);
+}
+
+int svc_events_ack_fetch(svc_events *e, const char *stream, const char *group,
+                         Svc__Broker__Event *const *evs, size_t n, const svc_consume_opts *o,
+                         unsigned max, int wait_ms, Svc__Broker__ConsumeResponse **out,
+                         svc_error *err)
+{
     Svc__Broker__ConsumeRequest req = SVC__BROKER__CONSUME_REQUEST__INIT;
+    Svc__Broker__AckItem *items = n ? malloc(n * sizeof *items) : NULL;
+    Svc__Broker__AckItem **ptrs = n ? malloc(n * sizeof *ptrs) : NULL;
+    if (n && (!items || !ptrs)) {
+        free(items);
+        free(ptrs);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        svc__broker__ack_item__init(&items[i]);
+        items[i].seq = evs[i]->seq;
+        items[i].delivery = evs[i]->delivery;
+        ptrs[i] = &items[i];
+    }
+    req.acks = ptrs;
+    req.n_acks = n;
     Svc__Broker__ConsumerConfig cc = SVC__BROKER__CONSUMER_CONFIG__INIT;
     req.stream = (char *)stream;
     req.group = (char *)group;
@@ -173,6 +196,8 @@ int svc_events_fetch(svc_events *e, const char *stream, const char *group,
     int rc = s_call(e, "Events.Consume", &req.base, &svc__broker__consume_response__descriptor,
                     &rsp, wait_ms > 0 ? wait_ms : 0, err);
     *out = rc == 0 ? (void *)rsp : NULL;
+    free(items);
+    free(ptrs);
     return rc;
 }
 

@@ -528,21 +528,30 @@ static int c_bench_consume(const opts *o)
     svc_events *ev = svc_events_new(o->registry);
     double t0 = s_now(), end = t0 + o->seconds;
     long n = 0;
+    Svc__Broker__ConsumeResponse *prev = NULL;   /* acked with the next fetch */
     while (s_now() < end) {
         Svc__Broker__ConsumeResponse *r = NULL;
         svc_error err = SVC_ERROR_INIT;
-        if (svc_events_fetch(ev, o->stream, o->group, NULL, 500, 0, &r, &err) < 0) {
-            svc_error_release(&err);
+        int rc = svc_events_ack_fetch(ev, o->stream, o->group, prev ? prev->events : NULL,
+                                      prev ? prev->n_events : 0, NULL, 500, 0, &r, &err);
+        svc_error_release(&err);
+        if (prev)
+            protobuf_c_message_free_unpacked(&prev->base, NULL);
+        prev = NULL;
+        if (rc < 0)
             return 1;
-        }
+        n += (long)r->n_events;
         if (r->n_events == 0) {
             protobuf_c_message_free_unpacked(&r->base, NULL);
             break;
         }
-        svc_events_ack_many(ev, o->stream, o->group, r->events, r->n_events, NULL, &err);
+        prev = r;
+    }
+    if (prev) {   /* the last batch */
+        svc_error err = SVC_ERROR_INIT;
+        svc_events_ack_many(ev, o->stream, o->group, prev->events, prev->n_events, NULL, &err);
         svc_error_release(&err);
-        n += (long)r->n_events;
-        protobuf_c_message_free_unpacked(&r->base, NULL);
+        protobuf_c_message_free_unpacked(&prev->base, NULL);
     }
     double dt = s_now() - t0;
     printf("{\"consumed\":%ld,\"consumed_per_s\":%.0f}\n", n, n / dt);

@@ -117,6 +117,17 @@ int svc_events_fetch(svc_events *e, const char *stream, const char *group,
                      Svc__Broker__ConsumeResponse **out, svc_error *err);
 
 /*
+ * Acknowledges n events (evs, from earlier fetches) and fetches the next
+ * ones in one call and one commit: the loop of a consumer that handles
+ * batches.  Otherwise as svc_events_fetch; (*out)->acked says how many
+ * acks counted.
+ */
+int svc_events_ack_fetch(svc_events *e, const char *stream, const char *group,
+                         Svc__Broker__Event *const *evs, size_t n, const svc_consume_opts *o,
+                         unsigned max, int wait_ms, Svc__Broker__ConsumeResponse **out,
+                         svc_error *err);
+
+/*
  * Acknowledges ev (durably, before returning) for group.  An ack for an
  * older delivery of an event that has been delivered again fails with
  * SVC_EREMOTE / 409 and acknowledges nothing.  Acking an event that is not
