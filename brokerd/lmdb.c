@@ -914,7 +914,8 @@ static bool s_consume(s_db *db, MDB_txn *txn, brk_op *op, int64_t now)
     rsp->missed += c->missed_unreported;
     c->missed_unreported = 0;
     rsp->first_seq = st->first_seq;
-    return rsp->n_events > 0 || rsp->missed > 0 || now >= op->wait_until;
+    /* Acks it carried are only durable with this commit: answer now rather than wait. */
+    return rsp->n_events > 0 || rsp->missed > 0 || rsp->acked > 0 || now >= op->wait_until;
 }
 
 static void s_op_ack(s_db *db, MDB_txn *txn, brk_op *op, int64_t now)
@@ -1020,13 +1021,31 @@ static int64_t s_batch(void *ctx, brk_op **ops, size_t n)
         }
         w = nx;
     }
+    bool published = false;
     for (size_t i = 0; i < n; i++) {
+        published |= ops[i]->kind == BRK_OP_PUBLISH;
         if (s_apply(db, txn, ops[i], now)) {
             *done_tail = ops[i];
             done_tail = &ops[i]->next;
         } else {
             ops[i]->next = still;
             still = ops[i];
+        }
+    }
+    /* Events published just now go to the waiting fetches in this same commit. */
+    if (published) {
+        w = still;
+        still = NULL;
+        while (w) {
+            brk_op *nx = w->next;
+            if (s_consume(db, txn, w, now)) {
+                *done_tail = w;
+                done_tail = &w->next;
+            } else {
+                w->next = still;
+                still = w;
+            }
+            w = nx;
         }
     }
     *done_tail = NULL;

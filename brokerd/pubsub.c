@@ -76,6 +76,7 @@ struct brk_pubsub {
     struct s_wop *acks, *acks_tail;
     atomic_long inflight;          /* durable publishes submitted, not yet answered */
     atomic_long inflight_bytes;    /* their body bytes */
+    struct s_deferred *deferred;   /* acks waiting for room in their connection's queue */
     char *address;                 /* bound endpoint */
     size_t max_payload;
     uint64_t instance;             /* random per start: lets clients notice a restart */
@@ -507,13 +508,93 @@ static bool s_ack_rec(unsigned char **buf, size_t *len, size_t *cap, uint64_t re
     return true;
 }
 
-static void s_send_acks_to(brk_pubsub *ps, const unsigned char *rid, size_t rl,
-                           const unsigned char *buf, size_t len)
+/* Acks a connection's queue could not take yet; sent again each turn (in order). */
+typedef struct s_deferred {
+    unsigned char rid[S_RID_MAX];
+    size_t rid_len;
+    unsigned char *buf;            /* ack records, owned */
+    size_t len;
+    long n;                        /* acks in it: still counted in inflight */
+    struct s_deferred *next;
+} s_deferred;
+
+/* Tries to send; 0 sent, -EAGAIN queue full, other -errno: connection gone. */
+static int s_try_acks(brk_pubsub *ps, const unsigned char *rid, size_t rl, const unsigned char *buf,
+                      size_t len)
 {
-    if (!len || zmq_send(ps->router, rid, rl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-        return;   /* gone or not reading: the client times out and publishes again */
+    if (zmq_send(ps->router, rid, rl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -errno;
     zmq_send(ps->router, "BRK1K", 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(ps->router, buf, len, ZMQ_DONTWAIT);
+    return 0;
+}
+
+static bool s_has_deferred(brk_pubsub *ps, const unsigned char *rid, size_t rl)
+{
+    for (s_deferred *d = ps->deferred; d; d = d->next)
+        if (d->rid_len == rl && memcmp(d->rid, rid, rl) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Sends n acks to a connection.  Acks of finished publishes (defer) that its
+ * full queue cannot take wait in the deferred list, still counted in
+ * inflight (which bounds them); immediate refusals are just dropped then.
+ */
+static void s_send_acks_to(brk_pubsub *ps, const unsigned char *rid, size_t rl,
+                           const unsigned char *buf, size_t len, long n, bool defer)
+{
+    if (!len)
+        return;
+    int rc = s_has_deferred(ps, rid, rl) ? -EAGAIN : s_try_acks(ps, rid, rl, buf, len);
+    s_deferred *d = rc == -EAGAIN && defer && rl <= S_RID_MAX ? malloc(sizeof *d) : NULL;
+    if (d && !(d->buf = malloc(len))) {
+        free(d);
+        d = NULL;
+    }
+    if (!d) {
+        if (defer)
+            atomic_fetch_sub(&ps->inflight, n);   /* sent, or lost: the client times out */
+        return;
+    }
+    memcpy(d->rid, rid, rl);
+    d->rid_len = rl;
+    memcpy(d->buf, buf, len);
+    d->len = len;
+    d->n = n;
+    d->next = NULL;
+    s_deferred **t = &ps->deferred;
+    while (*t)
+        t = &(*t)->next;
+    *t = d;
+}
+
+/* Sends deferred acks whose connections have room now. */
+static void s_flush_deferred(brk_pubsub *ps)
+{
+    s_deferred **pp = &ps->deferred;
+    unsigned char blocked[16][S_RID_MAX];
+    size_t blocked_len[16], n_blocked = 0;
+    while (*pp) {
+        s_deferred *d = *pp;
+        bool skip = false;
+        for (size_t i = 0; i < n_blocked; i++)
+            skip |= blocked_len[i] == d->rid_len && memcmp(blocked[i], d->rid, d->rid_len) == 0;
+        int rc = skip ? -EAGAIN : s_try_acks(ps, d->rid, d->rid_len, d->buf, d->len);
+        if (rc == -EAGAIN) {
+            if (!skip && n_blocked < 16) {   /* keep this connection's acks in order */
+                memcpy(blocked[n_blocked], d->rid, d->rid_len);
+                blocked_len[n_blocked++] = d->rid_len;
+            }
+            pp = &d->next;
+            continue;
+        }
+        atomic_fetch_sub(&ps->inflight, d->n);
+        *pp = d->next;
+        free(d->buf);
+        free(d);
+    }
 }
 
 /* Sends the acks of finished durable publishes, one BRK1K per run of one connection. */
@@ -525,25 +606,27 @@ static void s_send_acks(brk_pubsub *ps)
     pthread_mutex_unlock(&ps->ack_mu);
     unsigned char *buf = NULL;
     size_t len = 0, cap = 0;
+    long n = 0;
     s_wop *cur = NULL;
     while (w) {
         s_wop *nx = w->next;
         if (cur && (cur->rid_len != w->rid_len || memcmp(cur->rid, w->rid, w->rid_len) != 0 ||
                     len > 60000)) {
-            s_send_acks_to(ps, cur->rid, cur->rid_len, buf, len);
+            s_send_acks_to(ps, cur->rid, cur->rid_len, buf, len, n, true);
             len = 0;
+            n = 0;
         }
         s_ack_rec(&buf, &len, &cap, w->req_id, w->rsp.seq, w->op.code, w->rsp.duplicate,
                   w->op.detail);
+        n++;
         if (cur)
             free(cur);
         cur = w;
-        atomic_fetch_sub(&ps->inflight, 1);
         atomic_fetch_sub(&ps->inflight_bytes, (long)w->req.body.len);
         w = nx;
     }
     if (cur) {
-        s_send_acks_to(ps, cur->rid, cur->rid_len, buf, len);
+        s_send_acks_to(ps, cur->rid, cur->rid_len, buf, len, n, true);
         free(cur);
     }
     free(buf);
@@ -623,7 +706,7 @@ static void s_on_write(brk_pubsub *ps, zmq_msg_t *rid, zmq_msg_t *f, int n)
     }
     if (prc < 0)
         s_refuse(ps, rid, 400, "truncated or overrunning record in durable publish");
-    s_send_acks_to(ps, zmq_msg_data(rid), rl, now_buf, now_len);
+    s_send_acks_to(ps, zmq_msg_data(rid), rl, now_buf, now_len, 0, false);
     free(now_buf);
 }
 
@@ -824,7 +907,7 @@ static void *s_thread(void *arg)
     };
     int64_t next_probe = svc__now_ms() + S_PROBE_MS;
     for (;;) {
-        int rc = zmq_poll(items, 2, S_PROBE_MS);
+        int rc = zmq_poll(items, 2, ps->deferred ? 1 : S_PROBE_MS);
         if (rc < 0 && errno != EINTR)
             break;
         if (items[1].revents & ZMQ_POLLIN) {
@@ -836,6 +919,8 @@ static void *s_thread(void *arg)
                 break;
             s_send_acks(ps);
         }
+        if (ps->deferred)
+            s_flush_deferred(ps);
         pthread_mutex_lock(&ps->mu);
         for (int i = 0; i < S_BATCH && s_handle_one(ps); i++)
             ;
@@ -1006,6 +1091,12 @@ void brk_pubsub_stop(brk_pubsub **psp)
     s_wake(ps, "S");
     pthread_join(ps->thread, NULL);
     s_send_acks(ps);   /* frees what the backend finished after the thread ended */
+    while (ps->deferred) {
+        s_deferred *d = ps->deferred;
+        ps->deferred = d->next;
+        free(d->buf);
+        free(d);
+    }
     zmq_close(ps->router);
     zmq_close(ps->ctl_recv);
     zmq_close(ps->ctl_send);

@@ -496,7 +496,11 @@ static int c_bench_epub(const opts *o)
 
 static void s_count_ack(uint64_t seq, bool dup, const svc_error *err, void *arg)
 {
-    atomic_fetch_add((atomic_long *)arg + (err ? 1 : 0), 1);
+    if (err && atomic_fetch_add((atomic_long *)arg + 1, 1) == 0)
+        fprintf(stderr, "svc-brokertool: first failed ack: %d %s\n", err->code,
+                err->detail ? err->detail : "");
+    else if (!err)
+        atomic_fetch_add((atomic_long *)arg, 1);
 }
 
 /* Asynchronous durable publishes for --seconds (up to 4096 in flight), then waits for the acks. */
@@ -509,12 +513,16 @@ static int c_bench_epub_async(const opts *o)
     char *body = calloc(1, (size_t)o->size);
     double t0 = s_now(), end = t0 + o->seconds;
     long sent = 0;
+    int rc;
     while (s_now() < end)
         for (int k = 0; k < 100; k++, sent++)
-            if (svc_events_publish_async(ev, o->stream, body, (size_t)o->size, NULL, s_count_ack,
-                                         counts) < 0)
+            if ((rc = svc_events_publish_async(ev, o->stream, body, (size_t)o->size, NULL,
+                                               s_count_ack, counts)) < 0) {
+                fprintf(stderr, "svc-brokertool: publish_async: %s\n", svc_strerror(rc));
                 return 1;
-    svc_events_flush(ev, 60000);
+            }
+    if ((rc = svc_events_flush(ev, 60000)) < 0)
+        fprintf(stderr, "svc-brokertool: flush: %s\n", svc_strerror(rc));
     double dt = s_now() - t0;
     printf("{\"acked\":%ld,\"acked_per_s\":%.0f,\"failed\":%ld,\"inflight\":4096}\n",
            atomic_load(&counts[0]), atomic_load(&counts[0]) / dt, atomic_load(&counts[1]));
