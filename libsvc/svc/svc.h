@@ -13,5 +13,7 @@
 #include "svc/service.h"
 #include "svc/broker.h"
 #include "svc/events.h"
+#include "svc/trace.h"
+#include "svc/wrap.h"
 
 #endif
