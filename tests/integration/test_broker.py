@@ -514,3 +514,15 @@ def test_brokerd_sigterm_with_waiting_consumer_exits_clean(p):
     # What was acknowledged is there after the restart.
     start_broker(p, registry=False)
     check(info(p, "st")["messages"] == "1", "event lost over a clean restart")
+
+
+def test_subscriber_resubscribes_after_brokerd_restart(p):
+    b = start_broker(p)
+    sub = spawn_sub(p, "sub", "--topic", "re.*", "--count", "1", "--seconds", "60")
+    b.kill()
+    start_broker(p, registry=False)
+    # Messages published before the client noticed the new brokerd are lost (at most once);
+    # within a few seconds it has subscribed again and gets them.
+    wait_until(lambda: p.ctl("publish", "re.x", "1").code == 0 and not sub.alive(), 15, step=0.3,
+               what="the subscriber to be subscribed again after the restart")
+    check(result(sub)["received"] == 1, "message after restart not received")
