@@ -4,7 +4,8 @@
  *
  * brokerd's own options (flag, else environment variable, else default),
  * followed by every libsvc service option (svc/service.h):
- *   --data-dir DIR         SVC_BROKER_DIR        event store, default ./brokerd-data
+ *   --data-dir DIR         SVC_BROKER_DIR        event store, default $SVC_STATE_DIR/broker
+ *                                                (set by the supervisor), else ./brokerd-data
  *   --pubsub-address ADDR  SVC_BROKER_PUBSUB     BRK1 socket, default tcp://127.0.0.1:7701
  *   --sub-hwm N            SVC_BROKER_SUB_HWM    messages queued per subscriber, default 10000
  *   --max-payload BYTES    SVC_BROKER_MAX_PAYLOAD largest message body, default 1048576
@@ -40,7 +41,7 @@ typedef struct s_flag {
 
 #define S_STR(f) offsetof(brk_opts, f)
 static const s_flag s_flags[] = {
-    { "data-dir", "SVC_BROKER_DIR", "DIR", "event store directory (default ./brokerd-data)", 1, 0,
+    { "data-dir", "SVC_BROKER_DIR", "DIR", "event store directory (default $SVC_STATE_DIR/broker, else ./brokerd-data)", 1, 0,
       S_STR(data_dir) },
     { "pubsub-address", "SVC_BROKER_PUBSUB", "ADDR",
       "BRK1 pub/sub socket to bind (default tcp://127.0.0.1:7701)", 1, 0, S_STR(pubsub) },
@@ -142,9 +143,17 @@ static int s_parse(brk_opts *o, int *argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    brk_opts o = { "brokerd-data", "tcp://127.0.0.1:7701", 10000, 1024 * 1024, 4096 };
-    if (s_parse(&o, &argc, argv) < 0)
+    /* Under the supervisor the data lives in its state directory. */
+    const char *state = getenv("SVC_STATE_DIR");
+    char *state_data = NULL;
+    if (state && *state && asprintf(&state_data, "%s/broker", state) < 0)
+        return 1;
+    brk_opts o = { state_data ? state_data : "brokerd-data", "tcp://127.0.0.1:7701", 10000,
+                   1024 * 1024, 4096 };
+    if (s_parse(&o, &argc, argv) < 0) {
+        free(state_data);
         return 64;
+    }
     /* Waiting consumes hold a worker each: more workers than libsvc's default. */
     char *args[argc + 3];
     int n = 0;
@@ -160,8 +169,10 @@ int main(int argc, char **argv)
         args[n++] = argv[i];
     args[n] = NULL;
     svc_service *s = svc_new("svc.broker", n, args);
-    if (!s)
+    if (!s) {
+        free(state_data);
         return 1;
+    }
 
     int code = 1;
     brk_api api = { .max_payload = (uint32_t)o.max_payload, .sub_hwm = (int)o.sub_hwm };
@@ -184,10 +195,12 @@ out_pubsub:
     api.backend->vt->close(&api.backend);
     brk_pubsub_stop(&api.pubsub);
     svc_destroy(&s);
+    free(state_data);
     return code;
 out_backend:
     api.backend->vt->close(&api.backend);
 out_svc:
     svc_destroy(&s);
+    free(state_data);
     return code;
 }
