@@ -17,6 +17,7 @@
 
 #include "echo.h"
 #include "raw.h"
+#include "storecall.h"
 #include "svccall.h"
 
 static const struct {
@@ -28,6 +29,8 @@ static const struct {
     { "raw-client", bm_raw_client, "bare ZeroMQ round trips per second, 1 in flight" },
     { "bench-echo", bm_echo_service, "svc service \"bench.echo\" with endpoint Echo.Call" },
     { "svc-client", bm_svc_client, "svc unary calls per second by name, 1 in flight" },
+    { "store-client", bm_store_client, "stored Store.Write / Store.Read per second, N clients" },
+    { "lmdb-raw", bm_lmdb_raw, "raw LMDB puts (fsync'd commits) / gets per second, the floor" },
     { NULL, NULL, NULL },
 };
 

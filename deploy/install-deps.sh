@@ -29,6 +29,10 @@ python3-zmq
 
 # Peers and tools for bench/ only, one per line.
 BENCH_PACKAGES="
+redis-server
+redis-tools
+etcd-server
+etcd-client
 "
 
 for a in "$@"; do

@@ -20,6 +20,7 @@
 #ifndef KV_BACKEND_H
 #define KV_BACKEND_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -107,6 +108,7 @@ typedef struct kv_op {
     int64_t now;           /* unix ms, set by the writer before apply */
     int rc;                /* result */
     bool done;             /* set by the writer after the commit (under its lock) */
+    pthread_cond_t *cv;    /* the waiter's, signalled with done (commit.c) */
     struct kv_op *next;    /* queue link (writer) */
 } kv_op;
 

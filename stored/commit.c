@@ -18,7 +18,6 @@ struct kv_commit {
     pthread_t thread;         /* the writer */
     pthread_mutex_t mu;       /* guards everything below */
     pthread_cond_t work_cv;   /* writer: ops queued or stop */
-    pthread_cond_t done_cv;   /* waiters: a batch finished */
     kv_op *head, *tail;       /* queued ops */
     bool stop;                /* no new ops; writer exits when the queue is empty */
     unsigned long long commits, ops;  /* stats */
@@ -55,11 +54,13 @@ static void *s_writer(void *arg)
             c->hook(c->hook_arg, batch, n);
 
         pthread_mutex_lock(&c->mu);
-        for (size_t i = 0; i < n; i++)
+        /* Each waiter sleeps on its own condition: wake exactly the acked ones. */
+        for (size_t i = 0; i < n; i++) {
             batch[i]->done = true;
+            pthread_cond_signal(batch[i]->cv);
+        }
         c->commits++;
         c->ops += n;
-        pthread_cond_broadcast(&c->done_cv);
     }
     pthread_mutex_unlock(&c->mu);
     free(batch);
@@ -76,13 +77,11 @@ kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg)
     c->hook_arg = arg;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->work_cv, NULL);
-    pthread_cond_init(&c->done_cv, NULL);
     int rc = pthread_create(&c->thread, NULL, s_writer, c);
     if (rc) {
         svc_error_log("cannot start the store writer: %s", strerror(rc));
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->work_cv);
-        pthread_cond_destroy(&c->done_cv);
         free(c);
         return NULL;
     }
@@ -91,12 +90,16 @@ kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg)
 
 int kv_commit_run(kv_commit *c, kv_op *op)
 {
+    pthread_cond_t cv;
+    pthread_cond_init(&cv, NULL);
     op->done = false;
     op->next = NULL;
     op->rc = 0;
+    op->cv = &cv;
     pthread_mutex_lock(&c->mu);
     if (c->stop) {
         pthread_mutex_unlock(&c->mu);
+        pthread_cond_destroy(&cv);
         return SVC_ECLOSED;
     }
     if (c->tail)
@@ -106,8 +109,10 @@ int kv_commit_run(kv_commit *c, kv_op *op)
     c->tail = op;
     pthread_cond_signal(&c->work_cv);
     while (!op->done)
-        pthread_cond_wait(&c->done_cv, &c->mu);
+        pthread_cond_wait(&cv, &c->mu);
     pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&cv);
+    op->cv = NULL;
     return op->rc;
 }
 
@@ -131,7 +136,6 @@ void kv_commit_stop(kv_commit **cp)
     pthread_join(c->thread, NULL);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->work_cv);
-    pthread_cond_destroy(&c->done_cv);
     free(c);
     *cp = NULL;
 }

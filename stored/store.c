@@ -326,11 +326,22 @@ out:
     return rc;
 }
 
+static int s_stats(svc_ctx *ctx, const void *req, void *rsp)
+{
+    kv_state *st = svc_ctx_data(ctx);
+    Svc__Store__StatsResponse *out = rsp;
+    unsigned long long commits, ops;
+    kv_commit_stats(st->commit, &commits, &ops);
+    out->commits = commits;
+    out->ops = ops;
+    return 0;
+}
+
 #define EP(n, f, r, inl) { "Store." #n, f, NULL, &svc__store__##r##_request__descriptor, \
                            &svc__store__##r##_response__descriptor, inl }
 
 const kv_endpoint kv_store_endpoints[] = {
-    EP(Read, s_read, read, false),
+    EP(Read, s_read, read, true),
     EP(Write, s_write, write, false),
     EP(Delete, s_delete, delete, false),
     EP(List, s_list, list, false),
@@ -338,5 +349,6 @@ const kv_endpoint kv_store_endpoints[] = {
     EP(Tables, s_tables, tables, false),
     EP(CAS, s_cas, cas, false),
     EP(Txn, s_txn, txn, false),
+    EP(Stats, s_stats, stats, true),
     { NULL, NULL, NULL, NULL, NULL, false },
 };

@@ -11,5 +11,7 @@
 #include "svc/log.h"
 #include "svc/meta.h"
 #include "svc/service.h"
+#include "svc/store.h"
+#include "svc/sync.h"
 
 #endif
