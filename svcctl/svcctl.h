@@ -80,5 +80,10 @@ int ctl_watch(const ctl_opts *o, int argc, char **argv);
 int ctl_call(const ctl_opts *o, int argc, char **argv);
 int ctl_health(const ctl_opts *o, int argc, char **argv);
 int ctl_stats(const ctl_opts *o, int argc, char **argv);
+int ctl_store(const ctl_opts *o, int argc, char **argv);   /* cmd_store.c */
+int ctl_lock(const ctl_opts *o, int argc, char **argv);
+int ctl_unlock(const ctl_opts *o, int argc, char **argv);
+int ctl_locks(const ctl_opts *o, int argc, char **argv);
+int ctl_leader(const ctl_opts *o, int argc, char **argv);
 
 #endif
