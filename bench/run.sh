@@ -148,3 +148,4 @@ echo
 "$py" bench/report.py "$out" "$tmp"/run-*.jsonl
 echo
 echo "wrote $out"
+bench/store.sh "$1" || fail "bench/store.sh failed"

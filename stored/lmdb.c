@@ -269,8 +269,6 @@ static int s_apply_txn(MDB_txn *txn, s_lmdb *l, kv_txn *t, int64_t now)
         if (old)
             svc__store__record__free_unpacked(old, NULL);
     }
-    if (!rc)
-        rc = s_put_meta_rev(txn, l);
     if (!rc) {
         t->succeeded = true;
         t->revision = l->rev;
@@ -319,7 +317,7 @@ static int s_apply_lock(MDB_txn *txn, s_lmdb *l, kv_lock *lk, int64_t now)
         li.owner = (char *)lk->owner;
         li.token = l->rev;
         li.expiry = now + lk->ttl_ms;
-        rc = s_lock_write(txn, l, &li) ?: s_put_meta_rev(txn, l);
+        rc = s_lock_write(txn, l, &li);
         if (!rc) {
             lk->new_token = li.token;
             lk->expiry = li.expiry;
@@ -453,7 +451,12 @@ static int s_apply(kv_backend *b, kv_op **ops, size_t n)
     if (rc == 0) {
         for (size_t i = 0; i < n; i++)
             ops[i]->rc = s_apply_one(txn, l, ops[i]);
-        rc = s_err(mdb_txn_commit(txn));   /* durable: the env syncs on commit */
+        /* The counter once per batch: it commits with every revision it handed out. */
+        rc = l->rev != rev0 ? s_put_meta_rev(txn, l) : 0;
+        if (rc)
+            mdb_txn_abort(txn);
+        else
+            rc = s_err(mdb_txn_commit(txn));   /* durable: the env syncs on commit */
     }
     if (rc) {
         svc_error_log("store commit failed\terror=%s", mdb_strerror(rc < 0 ? -rc : rc));
