@@ -113,8 +113,13 @@ $(BIN)/svc-bench: $(call objs,$(wildcard bench/*.c)) $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
 
+$(BIN)/svc-storeclient: $(OBJ)/tests/storeclient.o $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+
 PROGRAMS := $(addprefix $(BIN)/,$(PROGRAM_DIRS)) $(BIN)/greeter $(BIN)/greeter-client
 TEST_PROGRAMS := $(BIN)/svc-testsvc
+TEST_PROGRAMS += $(BIN)/svc-storeclient
 
 # --- unit tests ------------------------------------------------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)

@@ -675,3 +675,36 @@ def test_svcctl_store_and_lock_verbs(p):
     ok("leader", "resign", "E", str(term))
     r = p.ctl("leader", "E")
     check(r.code == 1 and "no leader" in r.err, "leader after resign: %r" % r)
+
+
+def test_store_full_map_refuses_the_whole_txn_and_keeps_serving(p):
+    p.start_registry()
+    st = Store(p, "--map-size", "2").start()
+    st.ok("Store.Write", {"record": {"key": "small", "value": b64("v")}})
+    big = b64(b"x" * (1024 * 1024 - 64))
+    # The third put cannot fit in a 2 MiB map: the transaction fails as a whole.
+    code, e = st.call("Store.Txn", {"ops": [{"put": {"key": "t%d" % i, "value": big}} for i in range(3)]}, 20000)
+    check(code == 507 and "store is full" in e["detail"], "txn over the map size: %r %r" % (code, e))
+    for i in range(3):
+        check(st.call("Store.Read", {"key": "t%d" % i})[0] == 404, "failed txn left t%d behind" % i)
+    r = st.ok("Store.Write", {"record": {"key": "after", "value": b64("ok")}})
+    check(int(r["revision"]) > 1, "revision after a refused txn: %r" % r)
+    check(unb64(st.ok("Store.Read", {"key": "small"})["records"][0]["value"]) == "v", "earlier record lost")
+
+
+def test_c_client_api_and_leader_told_of_its_loss(p):
+    st = started(p)
+    r = p.run("svc-storeclient", "api", timeout=60)
+    check(r.code == 0 and r.out == "ok\n", "svc-storeclient api: %r" % r)
+    # A C leader (svc_leader_campaign) stalled past its lease: another takes over,
+    # and once it runs again its renewal is refused and it learns it lost.
+    lead = p.spawn("storeclient-leader", [os.path.join(BIN, "svc-storeclient"), "leader", "C", "c1", "1000"])
+    wait_until(lambda: "elected" in lead.output(), 10, what="the C client to be elected")
+    term = int(lead.output().split()[1])
+    lead.signal(signal.SIGSTOP)
+    code, r = st.call("Sync.Campaign", {"name": "C", "candidate": "other", "ttl_ms": 30000, "wait_ms": 5000}, 8000)
+    lead.signal(signal.SIGCONT)
+    check(code == 0 and int(r["term"]) > term, "takeover after the leader stalled: %r" % r)
+    wait_until(lambda: "lost %d" % term in lead.output(), 5, what="the stalled C leader to learn it lost")
+    lead.p.wait(5)
+    check(lead.p.returncode == 0, "svc-storeclient leader exit %r" % lead.p.returncode)
