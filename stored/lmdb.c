@@ -11,7 +11,7 @@
  * Every change takes the next store revision; lock grants too, so fencing
  * tokens and record revisions come from one counter that only grows.  A
  * batch is one write transaction with a nested transaction per op, so a
- * failing op rolls back alone; the outer commit is synchronous (no
+ * failing op rolls back alone (see s_batch); the commit is synchronous (no
  * MDB_NOSYNC / MDB_NOMETASYNC): when apply returns, the batch is on disk.
  */
 #include "backend.h"
@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "svc/error.h"
 #include "svc/log.h"
 
 typedef struct s_lmdb {
@@ -418,53 +419,100 @@ static int s_apply_reap(MDB_txn *txn, s_lmdb *l, kv_op *op)
     return rc;
 }
 
-static int s_apply_one(MDB_txn *parent, s_lmdb *l, kv_op *op)
+static int s_run(MDB_txn *txn, s_lmdb *l, kv_op *op)
+{
+    switch (op->kind) {
+    case KV_OP_TXN: return s_apply_txn(txn, l, &op->txn, op->now);
+    case KV_OP_LOCK: return s_apply_lock(txn, l, &op->lock, op->now);
+    case KV_OP_REAP: return s_apply_reap(txn, l, op);
+    }
+    return -EINVAL;
+}
+
+/* Outcomes decided before anything was written: the transaction is as it was. */
+static bool s_clean(int rc)
+{
+    return rc == 0 || rc == -EPERM || rc == -EBUSY || rc == -ESTALE;
+}
+
+/* Clears what an op's application filled in, for a retry or a failed batch. */
+static void s_reset(kv_op *op)
+{
+    op->txn.succeeded = false;
+    op->txn.deleted = 0;
+    op->txn.revision = 0;
+    if (op->txn.current)
+        svc__store__record__free_unpacked(op->txn.current, NULL);
+    op->txn.current = NULL;
+    op->lock.new_token = 0;
+    op->reaped = 0;
+}
+
+/* op in a transaction nested in parent, so that a failure rolls back this op alone. */
+static int s_apply_nested(MDB_txn *parent, s_lmdb *l, kv_op *op)
 {
     MDB_txn *txn;
     int64_t rev0 = l->rev;
     int rc = s_err(mdb_txn_begin(l->env, parent, 0, &txn));
     if (rc)
         return rc;
-    switch (op->kind) {
-    case KV_OP_TXN: rc = s_apply_txn(txn, l, &op->txn, op->now); break;
-    case KV_OP_LOCK: rc = s_apply_lock(txn, l, &op->lock, op->now); break;
-    case KV_OP_REAP: rc = s_apply_reap(txn, l, op); break;
-    }
+    rc = s_run(txn, l, op);
     if (rc == 0 && (rc = s_err(mdb_txn_commit(txn))) == 0)
         return 0;
     if (rc)
         mdb_txn_abort(txn);
     l->rev = rev0;
-    if (op->kind == KV_OP_TXN) {
-        op->txn.succeeded = false;
-        op->txn.deleted = 0;
+    if (op->kind == KV_OP_TXN)
+        s_reset(op);
+    return rc;
+}
+
+/*
+ * The batch in one write transaction.  Flat (nested false): 1 when an op
+ * failed after it may have written part of itself (store full, I/O error):
+ * the transaction is then abandoned and the caller runs the batch again
+ * nested, one child transaction per op (LMDB allocates some 3 MiB for each
+ * child, so the common case does without).  0 when committed.
+ */
+static int s_batch(s_lmdb *l, kv_op **ops, size_t n, bool nested)
+{
+    MDB_txn *txn;
+    int64_t rev0 = l->rev;
+    int rc = s_err(mdb_txn_begin(l->env, NULL, 0, &txn));
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        ops[i]->rc = nested ? s_apply_nested(txn, l, ops[i]) : s_run(txn, l, ops[i]);
+        if (!nested && !s_clean(ops[i]->rc)) {
+            mdb_txn_abort(txn);
+            l->rev = rev0;
+            for (size_t j = 0; j <= i; j++)
+                s_reset(ops[j]);
+            return 1;
+        }
     }
+    /* The counter once per batch: it commits with every revision it handed out. */
+    rc = l->rev != rev0 ? s_put_meta_rev(txn, l) : 0;
+    if (rc)
+        mdb_txn_abort(txn);
+    else
+        rc = s_err(mdb_txn_commit(txn));   /* durable: the env syncs on commit */
+    if (rc)
+        l->rev = rev0;
     return rc;
 }
 
 static int s_apply(kv_backend *b, kv_op **ops, size_t n)
 {
     s_lmdb *l = b->state;
-    MDB_txn *txn;
-    int64_t rev0 = l->rev;
-    int rc = s_err(mdb_txn_begin(l->env, NULL, 0, &txn));
-    if (rc == 0) {
-        for (size_t i = 0; i < n; i++)
-            ops[i]->rc = s_apply_one(txn, l, ops[i]);
-        /* The counter once per batch: it commits with every revision it handed out. */
-        rc = l->rev != rev0 ? s_put_meta_rev(txn, l) : 0;
-        if (rc)
-            mdb_txn_abort(txn);
-        else
-            rc = s_err(mdb_txn_commit(txn));   /* durable: the env syncs on commit */
-    }
+    int rc = s_batch(l, ops, n, false);
+    if (rc == 1)
+        rc = s_batch(l, ops, n, true);
     if (rc) {
-        svc_error_log("store commit failed\terror=%s", mdb_strerror(rc < 0 ? -rc : rc));
-        l->rev = rev0;
+        svc_error_log("store commit failed\terror=%s", svc_strerror(rc));
         for (size_t i = 0; i < n; i++) {
             ops[i]->rc = rc;
-            if (ops[i]->kind == KV_OP_TXN)
-                ops[i]->txn.succeeded = false;
+            s_reset(ops[i]);
         }
     }
     return rc;
