@@ -107,14 +107,14 @@ static int s_api(svc_client *c)
     svc_error_release(&err);
 
     svc_leader *ld = NULL;
-    CHECK(svc_leader_campaign(c, "capi-e", "me", 1000, 0, &ld, &err) == 0 && svc_leader_term(ld) > token,
+    CHECK(svc_leader_campaign(c, "capi-e", "me", 2000, 0, &ld, &err) == 0 && svc_leader_term(ld) > token,
           "campaign");
     char *who = NULL;
     int64_t term = 0;
     CHECK(svc_leader_get(c, "capi-e", &who, &term, &err) == 0 && !strcmp(who, "me") &&
           term == svc_leader_term(ld), "leader");
     free(who);
-    CHECK(!svc_leader_wait_lost(ld, 1600), "leadership lost although renewed");
+    CHECK(!svc_leader_wait_lost(ld, 2500), "leadership lost although renewed: a whole lease passed");
     svc_leader_resign(&ld);
     CHECK(svc_leader_get(c, "capi-e", &who, &term, &err) == SVC_EREMOTE && err.code == 404, "leader after resign");
     svc_error_release(&err);
