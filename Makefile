@@ -173,6 +173,13 @@ $(FUZZ_DIR)/%: tests/fuzz/%.c $(LIBSVC_SRC) $(wildcard libsvc/*.h libsvc/svc/*.h
 	$(PROTOC_C) -Itests/unit --c_out=$(FUZZ_DIR)/gen $(TEST_PROTOS)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIBSVC_SRC) $(FUZZ_DIR)/gen/*.pb-c.c $(PKG_LIBS)
 
+# fuzz_store also builds stored's sources (all but its main.c).
+STORED_FUZZ_SRC := $(filter-out stored/main.c,$(wildcard stored/*.c))
+$(FUZZ_DIR)/fuzz_store: tests/fuzz/fuzz_store.c $(LIBSVC_SRC) $(STORED_FUZZ_SRC) $(wildcard stored/*.h) $(wildcard libsvc/*.h libsvc/svc/*.h) $(PROTOS)
+	@mkdir -p $(FUZZ_DIR)/gen
+	$(PROTOC_C) -Iproto --c_out=$(FUZZ_DIR)/gen $(PROTOS)
+	clang $(FUZZ_CFLAGS) -Istored -o $@ $< $(LIBSVC_SRC) $(STORED_FUZZ_SRC) $(patsubst proto/%.proto,$(FUZZ_DIR)/gen/%.pb-c.c,$(PROTOS)) $(PKG_LIBS)
+
 .PHONY: fuzz-build
 fuzz-build: $(FUZZ_BIN)
 
