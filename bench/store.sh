@@ -2,7 +2,9 @@
 # bench/store.sh BUILD_DIR — stored against raw LMDB, Redis and etcd, in one run.
 #
 # 100-byte values (BENCH_STORE_SIZE), 1 and 50 clients, BENCH_STORE_SECONDS
-# (default 3) per run, keys bench-0..999:
+# (default 2) per run, keys bench-0..999, all of it BENCH_STORE_ROUNDS times
+# (default 2; each row is the median over rounds, each ratio the median of
+# the ratios within a round: the shared disk's speed drifts):
 #   raw LMDB (in-process, svc-bench lmdb-raw): one put per fsync'd commit,
 #     50 puts per commit (what group commit can reach at best), gets
 #   stored (svc-bench store-client, one svc_client per thread): Store.Write,
@@ -24,7 +26,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=$1/bin
 py=/usr/bin/python3
-secs=${BENCH_STORE_SECONDS:-3}
+secs=${BENCH_STORE_SECONDS:-2}
+rounds=${BENCH_STORE_ROUNDS:-2}
 size=${BENCH_STORE_SIZE:-100}
 out=build/bench/store.jsonl
 for p in "$bin/svc-bench" "$bin/registryd" "$bin/stored"; do
@@ -33,12 +36,15 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/svc-store-bench.XXXXXX")
 pids=()
+# Stops one process we started (SIGTERM, 5 s, SIGKILL) and forgets its pid.
 stop() {
-    local pid=$1 i
+    local pid=$1 i p keep=()
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    for p in ${pids[@]+"${pids[@]}"}; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    pids=(${keep[@]+"${keep[@]}"})
 }
 cleanup() {
     local p
@@ -70,14 +76,15 @@ PY
 }
 rows=$tmp/rows.jsonl
 : >"$rows"
-# row NAME CLIENTS VALUE: one result line
-row() { printf '{"bench":"%s","clients":%s,"value":%s,"unit":"ops/s"}\n' "$1" "$2" "$3" >>"$rows"; }
+# row NAME CLIENTS VALUE: one result line of this round
+row() { printf '{"bench":"%s","clients":%s,"value":%s,"unit":"ops/s","round":%s}\n' "$1" "$2" "$3" "$round" >>"$rows"; }
 note() { "$py" -c 'import json,sys; print(json.dumps({"note": " ".join(sys.argv[1:])}))' "$@" >>"$rows"; }
 
+for round in $(seq "$rounds"); do
 # --- raw LMDB: the floor ---------------------------------------------------------
 for spec in "put 1 lmdb-put-commit1" "put 50 lmdb-put-commit50" "get 1 lmdb-get"; do
     set -- $spec
-    v=$("$bin/svc-bench" lmdb-raw --op "$1" --batch "$2" --seconds "$secs" --size "$size" "$tmp/lmdb" |
+    v=$("$bin/svc-bench" lmdb-raw --op "$1" --batch "$2" --seconds "$secs" --size "$size" "$tmp/lmdb-$round" |
         "$py" -c 'import json,sys; print(json.load(sys.stdin)["value"])') || fail "lmdb-raw failed"
     row "$3" 1 "$v"
 done
@@ -85,12 +92,14 @@ done
 # --- stored ------------------------------------------------------------------------
 rport=$(free_port)
 registry=tcp://127.0.0.1:$rport
-"$bin/registryd" --address "$registry" --log-level warn 2>"$tmp/registryd.log" &
-pids+=($!)
+"$bin/registryd" --address "$registry" --log-level warn 2>>"$tmp/registryd.log" &
+rpid0=$!
+pids+=($rpid0)
 wait_port "$rport"
-"$bin/stored" --registry "$registry" --data-dir "$tmp/stored" --address "ipc://$tmp/stored.ipc" \
-    --log-level warn 2>"$tmp/stored.log" &
-pids+=($!)
+"$bin/stored" --registry "$registry" --data-dir "$tmp/stored-$round" --address "ipc://$tmp/stored.ipc" \
+    --log-level warn 2>>"$tmp/stored.log" &
+spid=$!
+pids+=($spid)
 for spec in "write 1" "write 50" "read 1" "read 50"; do
     set -- $spec
     v=$(timeout $((${secs%.*} + 60)) "$bin/svc-bench" store-client --registry "$registry" --op "$1" \
@@ -99,14 +108,16 @@ for spec in "write 1" "write 50" "read 1" "read 50"; do
     row "stored-$1" "$2" "$v"
 done
 stats=$("$bin/svcctl" --registry "$registry" call svc.store Store.Stats '{}' 2>/dev/null || echo '{}')
-note "stored group commit since start: $stats"
+note "stored group commit in round $round: $stats"
+stop "$spid"
+stop "$rpid0"
 
 # --- redis ---------------------------------------------------------------------------
 if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
     for fsync in always everysec; do
         port=$(free_port)
-        mkdir -p "$tmp/redis-$fsync"
-        redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp/redis-$fsync" --appendonly yes \
+        mkdir -p "$tmp/redis-$fsync-$round"
+        redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp/redis-$fsync-$round" --appendonly yes \
             --appendfsync "$fsync" --save '' --daemonize no --logfile "$tmp/redis-$fsync.log" &
         rpid=$!
         pids+=($rpid)
@@ -137,7 +148,7 @@ fi
 if command -v etcd >/dev/null; then
     cport=$(free_port)
     pport=$(free_port)
-    etcd --name bench --data-dir "$tmp/etcd" \
+    etcd --name bench --data-dir "$tmp/etcd-$round" \
         --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
         --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
         --initial-cluster "bench=http://127.0.0.1:$pport" --log-level error >"$tmp/etcd.log" 2>&1 &
@@ -156,10 +167,12 @@ else
     note "etcd not installed: etcd rows skipped"
 fi
 
+done
+
 mkdir -p "$(dirname "$out")"
 cat "$rows" >>"$out"
 echo
-echo "store bench: ${size}-byte values, ${secs} s per run; every write counted was acknowledged durably"
+echo "store bench: ${size}-byte values, ${secs} s per run, median of $rounds rounds; every write counted was acknowledged durably"
 echo "  (stored: after its LMDB commit's fsync; redis always: after the AOF fsync; etcd: after the raft log fsync)"
 echo
 "$py" bench/store_report.py "$rows"

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """bench/store_report.py ROWS.jsonl — the store bench as a table with ratios.
 
-ROWS holds {"bench","clients","value","unit"} lines (and {"note"} lines)
-from one run of bench/store.sh.  Prints every row, then stored's ratios
+ROWS holds {"bench","clients","value","unit","round"} lines (and {"note"}
+lines) from one run of bench/store.sh.  Prints every row (the median over
+rounds, and each round's figure), then stored's ratios (the median over
+rounds of the ratio within each round, runs made minutes apart at most)
 against the floor (raw LMDB) and the peers measured in the same run, with
 the goals of issue 6: reads >= 1.0x Redis GET at 50 clients, durable
 writes >= 1.0x Redis appendfsync always, well ahead of etcd.
@@ -28,34 +30,47 @@ RATIOS = [
 ]
 
 
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def main():
     if len(sys.argv) != 2:
         sys.stderr.write("usage: store_report.py ROWS.jsonl\n")
         return 64
-    rows, notes = {}, []
-    order = []
+    runs, notes, order = {}, [], []   # (bench, clients) -> {round: value}
     with open(sys.argv[1]) as f:
         for line in f:
             if not line.strip():
                 continue
             r = json.loads(line)
             if "note" in r:
-                notes.append(r["note"])
+                if r["note"] not in notes:
+                    notes.append(r["note"])
                 continue
             k = (r["bench"], r["clients"])
-            rows[k] = r["value"]
-            order.append(k)
+            if k not in runs:
+                runs[k] = {}
+                order.append(k)
+            runs[k][r.get("round", 1)] = r["value"]
+    rows = {k: _median(list(v.values())) for k, v in runs.items()}
     w = max([len(b) for b, _ in order] + [5])
-    print("%-*s  %7s  %12s" % (w, "bench", "clients", "ops/s"))
-    print("%s  %s  %s" % ("-" * w, "-" * 7, "-" * 12))
+    print("%-*s  %7s  %12s  %s" % (w, "bench", "clients", "ops/s", "each round"))
+    print("%s  %s  %s  %s" % ("-" * w, "-" * 7, "-" * 12, "-" * 10))
     for k in order:
-        print("%-*s  %7d  %12.1f" % (w, k[0], k[1], rows[k]))
+        each = "  ".join("%.0f" % runs[k][r] for r in sorted(runs[k]))
+        print("%-*s  %7d  %12.1f  %s" % (w, k[0], k[1], rows[k], each))
     print()
     lw = max(len(r[0]) for r in RATIOS)
     for label, a, b, goal in RATIOS:
-        if a not in rows or b not in rows or not rows[b]:
+        if a not in runs or b not in runs:
             continue
-        ratio = rows[a] / rows[b]
+        per_round = [runs[a][r] / runs[b][r] for r in runs[a] if r in runs[b] and runs[b][r]]
+        if not per_round:
+            continue
+        ratio = _median(per_round)
         verdict = "" if goal is None else ("   meets the goal of %.1fx" % goal if ratio >= goal
                                            else "   below the goal of %.1fx" % goal)
         print("%-*s  %7.3f%s" % (lw, label, ratio, verdict))
