@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "svc/svc.h"
 
@@ -64,7 +65,7 @@ static int s_parse(int argc, char **argv, s_flags *f, bool raw)
         case 'r': f->registry = optarg; break;
         case 'l': f->label = optarg; break;
         case 'h':
-            printf("%s", raw ? "usage: svc-bench lmdb-raw --op put|get DIR [--batch B] [--seconds S] "
+            printf("%s", raw ? "usage: svc-bench lmdb-raw --op put|get|hold DIR [--batch B] [--seconds S] "
                                "[--size BYTES] [--keys K] [--label NAME]\n"
                              : "usage: svc-bench store-client --op write|read [--clients N] [--seconds S] "
                                "[--size BYTES] [--keys K] [--registry ADDR] [--label NAME]\n");
@@ -86,7 +87,7 @@ static int s_parse(int argc, char **argv, s_flags *f, bool raw)
         fprintf(stderr, "svc-bench: unexpected argument \"%s\"\n", argv[optind]);
         return 64;
     }
-    bool ok = raw ? (!strcmp(f->op, "put") || !strcmp(f->op, "get"))
+    bool ok = raw ? (!strcmp(f->op, "put") || !strcmp(f->op, "get") || !strcmp(f->op, "hold"))
                   : (!strcmp(f->op, "write") || !strcmp(f->op, "read"));
     if (!ok) {
         fprintf(stderr, "svc-bench: unknown --op \"%s\"\n", f->op);
@@ -248,6 +249,18 @@ int bm_lmdb_raw(int argc, char **argv)
         (rc = mdb_env_open(env, f.dir, MDB_NOTLS, 0600))) {
         fprintf(stderr, "svc-bench: lmdb \"%s\": %s\n", f.dir, mdb_strerror(rc));
         return 1;
+    }
+    if (strcmp(f.op, "hold") == 0) {
+        /* A reader that never ends, to leave a stale reader slot when killed (tests). */
+        if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0) {
+            fprintf(stderr, "svc-bench: lmdb: %s\n", mdb_strerror(rc));
+            mdb_env_close(env);
+            return 1;
+        }
+        printf("holding a read transaction\n");
+        fflush(stdout);
+        for (;;)
+            pause();
     }
     char *value = malloc((size_t)f.size);
     memset(value, 'v', (size_t)f.size);

@@ -10,9 +10,11 @@
  *   "unit":"ops/s","clients":N,...}.  Every write counted was acknowledged,
  *   so it is durable.
  *
- * svc-bench lmdb-raw --op put|get DIR [--batch B] [--seconds S] [--size BYTES] [--keys K] [--label NAME]
+ * svc-bench lmdb-raw --op put|get|hold DIR [--batch B] [--seconds S] [--size BYTES] [--keys K] [--label NAME]
  *   The same in-process against LMDB in DIR: put = B puts per durable
- *   (fsync'd) commit (default 1), get = one get per read transaction.
+ *   (fsync'd) commit (default 1), get = one get per read transaction;
+ *   hold = open a read transaction, print a line and wait to be killed
+ *   (the tests' stale reader slot).
  *
  * Exit 0, 1 on a failed call, 64 on bad usage.
  */

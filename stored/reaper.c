@@ -3,7 +3,7 @@
  *
  * Every interval it queues a REAP op (records and locks whose expiry has
  * passed are deleted in the writer's next commit; reads already skip them)
- * and every KV_MAINTAIN_MS it lets the backend clear stale LMDB reader
+ * and every KV_MAINTAIN_MS (1 s) it lets the backend clear stale LMDB reader
  * slots left by dead readers (mdb_reader_check).
  */
 #include "stored.h"
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#define KV_MAINTAIN_MS 10000
+#define KV_MAINTAIN_MS 1000
 
 struct kv_reaper {
     kv_state *st;            /* the daemon */

@@ -57,7 +57,7 @@ int kv_sync_start(kv_sync *s);
 /* Ends every Observe stream, stops the thread, frees; *s becomes NULL. */
 void kv_sync_destroy(kv_sync **s);
 
-/* reaper.c: every interval_ms queues a REAP op; every 10 s backend maintenance. */
+/* reaper.c: every interval_ms queues a REAP op; every second backend maintenance. */
 typedef struct kv_reaper kv_reaper;
 kv_reaper *kv_reaper_start(kv_state *st, int interval_ms);
 void kv_reaper_stop(kv_reaper **r);
