@@ -157,7 +157,7 @@ int svc_store_txn(svc_client *c, const Svc__Store__TxnRequest *req, Svc__Store__
                   (ProtobufCMessage **)out, &s_none, err);
 }
 
-void svc_strv_free(char **v, size_t n)
+void svc_store_names_free(char **v, size_t n)
 {
     for (size_t i = 0; v && i < n; i++)
         free(v[i]);

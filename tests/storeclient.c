@@ -64,9 +64,9 @@ static int s_api(svc_client *c)
     char **names = NULL;
     size_t n = 0;
     CHECK(svc_store_databases(c, &names, &n, &err) == 0 && n == 1 && !strcmp(names[0], "capi"), "databases");
-    svc_strv_free(names, n);
+    svc_store_names_free(names, n);
     CHECK(svc_store_tables(c, "capi", &names, &n, &err) == 0 && n == 1 && !strcmp(names[0], "t"), "tables");
-    svc_strv_free(names, n);
+    svc_store_names_free(names, n);
 
     Svc__Store__TxnRequest tx = SVC__STORE__TXN_REQUEST__INIT;
     Svc__Store__Compare cmp = SVC__STORE__COMPARE__INIT;

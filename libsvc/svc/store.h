@@ -96,12 +96,12 @@ int svc_store_cas(svc_client *c, const svc_store_opts *o, const char *key, const
 int svc_store_txn(svc_client *c, const Svc__Store__TxnRequest *req, Svc__Store__TxnResponse **out,
                   svc_error *err);
 
-/* Databases holding records, or the tables of database (NULL = "default"); free with svc_strv_free. */
+/* Databases holding records, or the tables of database (NULL = "default"); free with svc_store_names_free. */
 int svc_store_databases(svc_client *c, char ***names, size_t *n, svc_error *err);
 int svc_store_tables(svc_client *c, const char *database, char ***names, size_t *n, svc_error *err);
 
 /* Frees an array of n malloc'd strings. */
-void svc_strv_free(char **v, size_t n);
+void svc_store_names_free(char **v, size_t n);
 
 #ifdef __cplusplus
 }
