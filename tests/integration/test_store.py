@@ -161,7 +161,7 @@ class Writer(threading.Thread):
                 value = "%d:%d" % (self.n, i)
                 self.attempted.setdefault(key, set()).add(value)
                 try:
-                    code, r = call(self.address, "Store.Write", {"record": {"key": key, "value": b64(value)}}, 2000)
+                    code, r = call(self.address, "Store.Write", {"record": {"key": key, "value": b64(value)}}, 1000)
                 except TimeoutError:
                     code = -1
                 if code == 0:
@@ -532,10 +532,11 @@ def test_leader_election_one_leader_per_term_and_failover(p):
         cur = leader()
         st.ok("Sync.Resign", {"name": "E", "term": int(cur["term"])})
         wait_until(lambda: (lambda r: r and int(r["term"]) > int(cur["term"]))(leader()), 10, what="a leader after resign")
-        time.sleep(0.5)
-        # Observe saw the changes, with terms that only grow.
-        end = time.monotonic() + 2
-        while time.monotonic() < end:
+        # Observe saw the changes (the first leader, one per failover, the one after resign),
+        # with terms that only grow.
+        final = int(wait_until(leader, 5, what="the leader after resign")["term"])
+        end = time.monotonic() + 5
+        while time.monotonic() < end and not any(int(e["term"]) >= final for e in seen):
             m = obs.recv(200)
             if m is None:
                 continue
