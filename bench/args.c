@@ -1,5 +1,6 @@
 /* bench/args.c — svc-bench's shared flags.  See args.h. */
 #include "args.h"
+#include "window.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -58,6 +59,27 @@ static int f_label(bm_args *a, const char *v, const char *f)
     return 0;
 }
 
+static int f_in_flight(bm_args *a, const char *v, const char *f) { return s_long(v, f, 1, BM_WINDOW_MAX, &a->in_flight); }
+static int f_codec(bm_args *a, const char *v, const char *f)
+{
+    if (strcmp(v, "protobuf") != 0 && strcmp(v, "json") != 0) {
+        fprintf(stderr, "svc-bench: invalid value \"%s\" for --%s: want protobuf or json\n", v, f);
+        return -1;
+    }
+    a->codec = v;
+    return 0;
+}
+
+static int f_client(bm_args *a, const char *v, const char *f)
+{
+    if (strcmp(v, "async") != 0 && strcmp(v, "wire") != 0) {
+        fprintf(stderr, "svc-bench: invalid value \"%s\" for --%s: want async or wire\n", v, f);
+        return -1;
+    }
+    a->client = v;
+    return 0;
+}
+
 static const s_flag s_flags[] = {
     { BM_F_SECONDS, "seconds", "S", f_seconds, "measure for S seconds (default 3)" },
     { BM_F_WARMUP, "warmup", "S", f_warmup, "run unmeasured for S seconds first (default 0.5)" },
@@ -68,6 +90,10 @@ static const s_flag s_flags[] = {
     { BM_F_ADDRESS, "address", "ADDR", f_address, "call this node directly, not via the registry" },
     { BM_F_WAIT, "wait", "MS", f_wait, "wait up to MS for the first answer (default 10000)" },
     { BM_F_LABEL, "label", "NAME", f_label, "bench name in the result lines (default per command)" },
+    { BM_F_INFLIGHT, "in-flight", "N", f_in_flight, "keep N requests in flight (default 1)" },
+    { BM_F_CODEC, "codec", "NAME", f_codec, "body encoding: protobuf (default) or json" },
+    { BM_F_CLIENT, "client", "NAME", f_client,
+      "with --in-flight > 1: async (svc_call_cb, default) or wire (bare wire encoder)" },
     { 0, NULL, NULL, NULL, NULL },
 };
 
@@ -88,7 +114,8 @@ int bm_args_parse(int argc, char **argv, unsigned mask, const char *positional,
                   const char *usage, bm_args *a)
 {
     *a = (bm_args){ .seconds = 3, .warmup = 0.5, .size = 64, .service = "bench.echo",
-                    .endpoint = "Echo.Call", .wait_ms = 10000 };
+                    .endpoint = "Echo.Call", .wait_ms = 10000, .in_flight = 1,
+                    .codec = "protobuf", .client = "async" };
     enum { N = sizeof s_flags / sizeof *s_flags };
     struct option longs[N + 1];
     int n = 0;

@@ -20,6 +20,9 @@ enum {
     BM_F_ADDRESS  = 1 << 6,  /* --address ADDR */
     BM_F_WAIT     = 1 << 7,  /* --wait MS */
     BM_F_LABEL    = 1 << 8,  /* --label NAME */
+    BM_F_INFLIGHT = 1 << 9,  /* --in-flight N */
+    BM_F_CODEC    = 1 << 10, /* --codec protobuf|json */
+    BM_F_CLIENT   = 1 << 11, /* --client async|wire */
 };
 
 /* Parsed flags; unset ones keep their defaults. */
@@ -34,6 +37,9 @@ typedef struct bm_args {
     long wait_ms;          /* how long to wait for the server to answer at all, default 10000 */
     const char *label;     /* bench name in the result lines, NULL = the command's default */
     const char *positional; /* the one positional argument, if the command takes one */
+    long in_flight;        /* requests in flight, default 1 */
+    const char *codec;     /* "protobuf" (default) or "json": the bodies' content type */
+    const char *client;    /* "async" (default: svc_call_cb) or "wire" (svcpipe.h), W > 1 */
 } bm_args;
 
 /*

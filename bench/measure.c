@@ -13,8 +13,7 @@ uint64_t bm_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Records one latency; past an allocation failure only the count grows. */
-static void s_record(bm_result *r, uint64_t ns)
+void bm_result_record(bm_result *r, uint64_t ns)
 {
     if (r->n_lat == r->cap_lat) {
         size_t cap = r->cap_lat ? r->cap_lat * 2 : 1 << 16;
@@ -48,7 +47,7 @@ int bm_measure(bm_call_fn fn, void *arg, double warmup_s, double seconds, bm_res
             break;
         }
         r->calls++;
-        s_record(r, done - t);
+        bm_result_record(r, done - t);
         t = done;
     }
     r->seconds = (double)(t - start) / 1e9;
@@ -86,8 +85,9 @@ static void s_line(const bm_report *rep, const char *suffix, double value, const
                    const bm_result *r)
 {
     printf("{\"bench\":\"%s%s.%s\",\"value\":%.1f,\"unit\":\"%s\",\"transport\":\"%s\","
-           "\"payload_bytes\":%ld,\"in_flight\":1,\"calls\":%llu,\"seconds\":%.3f",
+           "\"payload_bytes\":%ld,\"in_flight\":%u,\"calls\":%llu,\"seconds\":%.3f",
            rep->bench, suffix, rep->transport, value, unit, rep->transport, rep->payload,
+           rep->in_flight ? rep->in_flight : 1,
            (unsigned long long)r->calls, r->seconds);
     if (rep->note)
         printf(",\"note\":\"%s\"", rep->note);

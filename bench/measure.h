@@ -31,6 +31,7 @@ typedef struct bm_report {
     const char *transport;  /* "tcp", "ipc", ... */
     long payload;           /* payload bytes per request */
     const char *note;       /* free text carried in every line, or NULL */
+    unsigned in_flight;     /* requests in flight (window); 0 means 1 */
 } bm_report;
 
 /*
@@ -44,6 +45,9 @@ int bm_measure(bm_call_fn fn, void *arg, double warmup_s, double seconds, bm_res
 double bm_result_quantile_us(bm_result *r, double q);
 
 void bm_result_release(bm_result *r);
+
+/* Records one latency in r; past an allocation failure only the count grows. */
+void bm_result_record(bm_result *r, uint64_t ns);
 
 /*
  * Prints the run as three JSON lines on stdout: "<bench>.<transport>"

@@ -2,8 +2,10 @@
 #include "raw.h"
 #include "args.h"
 #include "measure.h"
+#include "window.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,17 +110,47 @@ static int s_roundtrip(void *arg)
     return (size_t)n == c->size ? 0 : -EPROTO;
 }
 
+/* Window backend: the slot travels in the payload's first 4 bytes. */
+static int s_start(void *arg, unsigned slot)
+{
+    s_client *c = arg;
+    uint32_t tag = slot;
+    memcpy(c->out, &tag, sizeof tag);
+    return zmq_send(c->sock, c->out, c->size, 0) < 0 ? -errno : 0;
+}
+
+static int s_finish(void *arg, unsigned *slot)
+{
+    s_client *c = arg;
+    int n = zmq_recv(c->sock, c->in, c->size + 1, 0);
+    if (n < 0)
+        return -errno;
+    if ((size_t)n != c->size)
+        return -EPROTO;
+    uint32_t tag;
+    memcpy(&tag, c->in, sizeof tag);
+    *slot = tag;
+    return 0;
+}
+
+static const bm_window_ops s_window_ops = { s_start, s_finish };
+
 int bm_raw_client(int argc, char **argv)
 {
     static const char usage[] = "svc-bench raw-client ADDR [flags]\n\n"
-        "Round trips to a raw-server at ADDR, one in flight; prints JSON result lines\n"
-        "raw-zmq.<transport> (calls/s) and raw-zmq-p50/-p99.<transport> (us).";
+        "Round trips to a raw-server at ADDR, --in-flight at a time; prints JSON result\n"
+        "lines raw-zmq.<transport> (calls/s) and raw-zmq-p50/-p99.<transport> (us).";
     bm_args a;
-    int rc = bm_args_parse(argc, argv, BM_F_SECONDS | BM_F_WARMUP | BM_F_SIZE | BM_F_WAIT,
+    int rc = bm_args_parse(argc, argv, BM_F_SECONDS | BM_F_WARMUP | BM_F_SIZE | BM_F_WAIT |
+                           BM_F_INFLIGHT | BM_F_LABEL,
                            "ADDR", usage, &a);
     if (rc)
         return rc == 1 ? 0 : rc;
 
+    if (a.in_flight > 1 && a.size < 4) {
+        fprintf(stderr, "svc-bench: --in-flight above 1 needs --size 4 or more (the tag)\n");
+        return 64;
+    }
     int code = 1;
     s_client c = { .size = (size_t)a.size };
     c.out = malloc(c.size);
@@ -141,16 +173,19 @@ int bm_raw_client(int argc, char **argv)
     /* The first round trip waits for the connection (up to --wait). */
     rc = s_roundtrip(&c);
     bm_result r = { 0 };
-    if (rc == 0)
+    if (rc == 0 && a.in_flight == 1)
         rc = bm_measure(s_roundtrip, &c, a.warmup, a.seconds, &r);
+    else if (rc == 0)
+        rc = bm_measure_window(&s_window_ops, &c, (unsigned)a.in_flight, a.warmup, a.seconds, &r);
     if (rc < 0) {
         fprintf(stderr, "svc-bench: raw round trip to \"%s\" failed: %s\n", a.positional,
                 rc == -EAGAIN ? "no answer in time" : zmq_strerror(-rc));
         bm_result_release(&r);
         goto out_free;
     }
-    bm_report rep = { .bench = "raw-zmq", .transport = bm_transport(a.positional),
-                      .payload = a.size };
+    bm_report rep = { .bench = a.label ? a.label : "raw-zmq",
+                      .transport = bm_transport(a.positional), .payload = a.size,
+                      .in_flight = (unsigned)a.in_flight };
     bm_report_print(&rep, &r);
     bm_result_release(&r);
     code = 0;

@@ -18,8 +18,10 @@ int bm_raw_server(int argc, char **argv);
 
 /*
  * svc-bench raw-client ADDR [--seconds S] [--warmup S] [--size N]
- * [--wait MS]: a DEALER at ADDR sends SIZE bytes and waits for the echo,
- * one at a time; prints the result lines (measure.h).  Exit 0, 1 when the
+ * [--wait MS] [--in-flight N] [--label NAME]: a DEALER at ADDR sends SIZE
+ * bytes and waits for the echo, one at a time, or keeps N in flight (each
+ * tagged in its first 4 bytes; window.h); prints the result lines
+ * (measure.h).  Exit 0, 1 when the
  * server does not answer, 64 on bad usage.
  */
 int bm_raw_client(int argc, char **argv);

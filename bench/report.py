@@ -1,53 +1,38 @@
 #!/usr/bin/python3
-"""bench/report.py OUT RUN.jsonl... — medians of the runs, ratios of runs made back to back.
+"""bench/report.py OUT RUN.jsonl... — the `make bench` table from the runs of bench/run.sh.
 
-Each RUN file (run-N.jsonl, N in the order the runs were made) holds the
-JSON lines of one svc-bench client run: a calls/s row "<bench>.<transport>"
-and its "-p50"/"-p99" latency rows.  run.sh alternates raw and svc runs in
-rounds.  For every row, value is the median over its runs, and ratio the
-median over rounds of value / the raw-zmq row of the same suffix and
-transport measured just before it in the same round: this machine's speed
-drifts between runs, so only runs made back to back compare fairly.  For
-calls/s higher is better; for the latency rows (us) lower is better.
-Writes OUT as one {"bench","value","unit","against","ratio"} object per
-line and prints a table on stdout.
+Each RUN file, named r<round>-<n>.jsonl, holds the JSON result lines of one
+bench run (bench/measure.h): per client process a rate row
+"<name>.<transport>" (calls/s, msgs/s, ...) and its "<name>-p50" /
+"<name>-p99" latency rows (us), each with "in_flight".  A run of several
+client processes at once holds one set per process: their rates and
+windows add up, p50 is the median of theirs and p99 the worst.
+
+A table row is (name, transport, in flight, processes).  Its value is the
+median over rounds.  Its ratios are medians over rounds of value / the
+value of the row it is compared with (COMPARE) in the same round, at the
+same transport and the same total in flight: runs made back to back, while
+the machine ran at the same speed.  Writes OUT as one JSON object per row
+and prints the table and the goals (GOALS) on stdout.
 """
 import json
 import os
+import re
 import sys
 
-BASELINE = {"svc-unary": "raw-zmq"}   # measured bench -> its baseline
-VARIANTS = ("-inline",)               # svc-unary-inline[-p50] is compared with raw-zmq[-p50]
-GOAL = 0.8                            # svc calls/s over raw, from the issue
+# Row name prefix -> (floor, peer): the rows it is compared with (None: none).
+# The longest matching prefix wins.  Add a line per new kind of benchmark.
+COMPARE = {
+    "svc-unary": ("raw-zmq", "grpc-unary"),
+}
 
+# (row name, in flight, processes, what, threshold): the issue's goals.
+# what: "rate" (at least), "floor" / "peer" (ratio at least).
+GOALS = [(name, 64, 1, what, want)
+         for name in ("svc-unary-pb", "svc-unary-pb-wire")
+         for what, want in (("rate", 100000), ("floor", 0.7), ("peer", 1.0))]
 
-def _run_number(path):
-    digits = "".join(ch for ch in os.path.basename(path) if ch.isdigit())
-    return int(digits) if digits else 0
-
-
-def load_runs(paths):
-    """Returns the runs in the order they ran: [(rate bench name, rows)]."""
-    runs = []
-    for p in sorted(paths, key=_run_number):
-        with open(p) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        rate = next(r for r in rows if r["unit"] == "calls/s")
-        runs.append((rate["bench"], rows))
-    return runs
-
-
-def _baseline_of(name):
-    """The raw bench a measured row is compared with, or None."""
-    base, _, transport = name.rpartition(".")
-    for svc, raw in BASELINE.items():
-        if base.startswith(svc):
-            rest = base[len(svc):]
-            for v in VARIANTS:
-                if rest.startswith(v):
-                    rest = rest[len(v):]
-            return raw + rest + "." + transport
-    return None
+_NAME = re.compile(r"^(?P<name>.+?)(?P<q>-p50|-p99)?\.(?P<transport>[a-z0-9]+)$")
 
 
 def _median(xs):
@@ -56,81 +41,147 @@ def _median(xs):
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
-def summarize(runs):
-    """
-    One result per row name.  value: the median over the runs.  ratio: the
-    median over rounds of value / the baseline run of the same round (the
-    latest baseline run before it), so that a ratio compares runs made back
-    to back, while the machine ran at the same speed.
-    """
-    values, ratios, order = {}, {}, []
-    last = {}   # baseline row name -> its latest value
-    for name, rows in runs:
-        for r in rows:
-            if r["bench"] not in values:
-                order.append(r["bench"])
-                values[r["bench"]] = []
-                ratios[r["bench"]] = []
-            values[r["bench"]].append((r["value"], r["unit"]))
-            base = _baseline_of(r["bench"])
-            if base is None:
-                last[r["bench"]] = r["value"]
-            elif last.get(base):
-                ratios[r["bench"]].append(r["value"] / last[base])
-    out = []
-    for b in order:
-        base = _baseline_of(b)
-        out.append({"bench": b, "value": round(_median([v for v, _ in values[b]]), 1),
-                    "unit": values[b][0][1],
-                    "against": base if base in values else None,
-                    "ratio": round(_median(ratios[b]), 3) if ratios[b] else None})
-    return out, values, ratios
+def _round_of(path):
+    m = re.match(r"r(\d+)-(\d+)", os.path.basename(path))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
-def table(results):
-    head = ("bench", "transport", "value", "unit", "against", "ratio")
-    lines = []
-    for r in results:
-        base, _, transport = r["bench"].rpartition(".")
-        lines.append((base, transport, "%.1f" % r["value"], r["unit"],
-                      r["against"] or "-", "-" if r["ratio"] is None else "%.3f" % r["ratio"]))
+def load_run(path):
+    """One run file -> {(name, transport, in_flight, procs): {rate, unit, p50, p99, note}}."""
+    sets = {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            m = _NAME.match(r["bench"])
+            if not m:
+                continue
+            key = (m.group("name"), m.group("transport"))
+            s = sets.setdefault(key, {"rate": [], "in_flight": [], "p50": [], "p99": [],
+                                      "unit": None, "note": None})
+            if m.group("q") == "-p50":
+                s["p50"].append(r["value"])
+            elif m.group("q") == "-p99":
+                s["p99"].append(r["value"])
+            else:
+                s["rate"].append(r["value"])
+                s["in_flight"].append(int(r.get("in_flight", 1)))
+                s["unit"] = r["unit"]
+                s["note"] = r.get("note")
+    out = {}
+    for (name, transport), s in sets.items():
+        if not s["rate"]:
+            continue
+        key = (name, transport, sum(s["in_flight"]), len(s["rate"]))
+        out[key] = {"rate": sum(s["rate"]), "unit": s["unit"], "note": s["note"],
+                    "p50": _median(s["p50"]) if s["p50"] else None,
+                    "p99": max(s["p99"]) if s["p99"] else None}
+    return out
+
+
+def _compare_of(name):
+    best = None
+    for prefix, pair in COMPARE.items():
+        if name.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, pair)
+    return best[1] if best else (None, None)
+
+
+def summarize(paths):
+    """Rows in first-seen order, with medians and same-round ratios."""
+    rounds = {}     # round -> {key: run}
+    order = []
+    for p in sorted(paths, key=_round_of):
+        rnd = _round_of(p)[0]
+        for key, run in load_run(p).items():
+            rounds.setdefault(rnd, {})[key] = run
+            if key not in order:
+                order.append(key)
+    rows = []
+    for key in order:
+        name, transport, in_flight, procs = key
+        floor, peer = _compare_of(name)
+        runs = [r[key] for r in rounds.values() if key in r]
+        row = {"bench": name, "transport": transport, "in_flight": in_flight, "procs": procs,
+               "value": round(_median([x["rate"] for x in runs]), 1), "unit": runs[0]["unit"],
+               "runs": [round(x["rate"], 1) for x in runs], "note": runs[0]["note"]}
+        for q in ("p50", "p99"):
+            v = [x[q] for x in runs if x[q] is not None]
+            row[q + "_us"] = round(_median(v), 1) if v else None
+        for what, other in (("floor", floor), ("peer", peer)):
+            okey = (other, transport, in_flight, 1)
+            ratios = [r[key]["rate"] / r[okey]["rate"] for r in rounds.values()
+                      if other and key in r and okey in r and r[okey]["rate"] > 0]
+            row[what] = other if ratios else None
+            row[what + "_ratio"] = round(_median(ratios), 3) if ratios else None
+        rows.append(row)
+    return rows
+
+
+def _fmt(v, f):
+    return "-" if v is None else f % v
+
+
+def table(rows):
+    head = ("bench", "transport", "in flight", "procs", "rate", "unit", "p50 us", "p99 us",
+            "x floor", "x peer")
+    lines = [(r["bench"], r["transport"], str(r["in_flight"]), str(r["procs"]),
+              "{:,.0f}".format(r["value"]), r["unit"], _fmt(r["p50_us"], "%.0f"),
+              _fmt(r["p99_us"], "%.0f"), _fmt(r["floor_ratio"], "%.3f"),
+              _fmt(r["peer_ratio"], "%.3f")) for r in rows]
     widths = [max(len(x[i]) for x in [head] + lines) for i in range(len(head))]
-    fmt = "  ".join("%%-%ds" % w if i in (0, 1, 3, 4) else "%%%ds" % w
-                    for i, w in enumerate(widths))
+    left = (0, 1, 5)
+    fmt = "  ".join("%%-%ds" % w if i in left else "%%%ds" % w for i, w in enumerate(widths))
     print(fmt % head)
     print(fmt % tuple("-" * w for w in widths))
     for x in lines:
         print(fmt % x)
 
 
+def goals(rows):
+    for name, in_flight, procs, what, want in GOALS:
+        for r in rows:
+            if (r["bench"], r["in_flight"], r["procs"]) != (name, in_flight, procs):
+                continue
+            if what == "rate":
+                have, text = r["value"], "{:,.0f} {}".format(r["value"], r["unit"])
+                goal = "{:,.0f}".format(want)
+            else:
+                have = r[what + "_ratio"]
+                if have is None:
+                    print("goal %s.%s %d in flight: x %s - (no %s row in this run)"
+                          % (name, r["transport"], in_flight, what, what))
+                    continue
+                text, goal = "%.3f of %s" % (have, r[what]), "%.2f" % want
+            print("goal %s.%s %d in flight, %s >= %s: %s  %s"
+                  % (name, r["transport"], in_flight, what, goal, text,
+                     "met" if have >= want else "NOT met"))
+
+
 def main():
     if len(sys.argv) < 3:
         sys.stderr.write("usage: report.py OUT RUN.jsonl...\n")
         return 64
-    runs = load_runs(sys.argv[2:])
-    results, values, ratios = summarize(runs)
+    rows = summarize(sys.argv[2:])
     out = sys.argv[1]
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out + ".tmp", "w") as f:
-        for r in results:
+        for r in rows:
             f.write(json.dumps(r) + "\n")
     os.replace(out + ".tmp", out)
 
-    table(results)
+    table(rows)
     print()
-    for r in results:
-        if r["unit"] != "calls/s":
-            continue
-        runs_txt = "  ".join("%.0f" % v for v, _ in values[r["bench"]])
-        rat_txt = "  ".join("%.3f" % x for x in ratios[r["bench"]])
-        print("%-22s calls/s of each run: %s%s" % (r["bench"], runs_txt,
-              ("   ratio of each round: " + rat_txt) if rat_txt else ""))
-    for r in results:
-        if r["unit"] == "calls/s" and r["ratio"] is not None:
-            verdict = "meets" if r["ratio"] >= GOAL else "below"
-            print("%s: svc/raw = %.3f  (%s the goal of %.2f)" % (r["bench"], r["ratio"],
-                                                                 verdict, GOAL))
-    print("ratio = value / against; for the us (latency) rows lower is better.")
+    print("x floor / x peer: rate over the floor / peer row of the same round, transport and")
+    print("total in flight (COMPARE in bench/report.py), median over rounds; latencies per call.")
+    for r in rows:
+        if len(r["runs"]) > 1:
+            print("  %-22s %-3s %4d x%d  each round: %s" % (
+                r["bench"], r["transport"], r["in_flight"], r["procs"],
+                "  ".join("{:,.0f}".format(v) for v in r["runs"])))
+    print()
+    goals(rows)
     return 0
 
 

@@ -11,13 +11,17 @@
 
 /*
  * svc-bench svc-client [--registry ADDR] [--service NAME] [--endpoint NAME]
- * [--address ADDR] [--seconds S] [--warmup S] [--size N] [--wait MS]:
+ * [--address ADDR] [--seconds S] [--warmup S] [--size N] [--wait MS]
+ * [--in-flight N] [--codec protobuf|json] [--client async|wire] [--label NAME]:
  * calls the endpoint (default bench.echo Echo.Call) with a
  * greeter.HelloRequest whose name is SIZE bytes, expecting a
  * greeter.HelloResponse whose msg is at least as long (an echo, or
  * greeter's "Hello <name>").  Waits up to --wait for the service to appear
  * in the registry and answer, then prints the result lines (measure.h) as
- * svc-unary.<transport of the node that answered>.  Exit 0, 1 when a call
+ * svc-unary.<transport of the node that answered>.  With --in-flight above
+ * 1 the calls go through svc_call_cb (svcasync.h), or with --client wire
+ * are pipelined to that node by the bare wire encoder (svcpipe.h).
+ * Exit 0, 1 when a call
  * fails (the error goes to stderr as JSON), 64 on bad usage.
  */
 int bm_svc_client(int argc, char **argv);

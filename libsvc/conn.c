@@ -102,6 +102,27 @@ static void s_read_events(svc__conn *c)
     }
 }
 
+bool svc__conn_events(svc__conn *c)
+{
+    s_read_events(c);
+    return c->lost;
+}
+
+int svc__conn_check(svc__conn *c)
+{
+    s_read_events(c);
+    if (c->lost)
+        return SVC_EUNREACHABLE;
+    if (c->up)
+        return 0;
+    zmq_pollitem_t item = { c->sock, 0, ZMQ_POLLOUT, 0 };
+    if (zmq_poll(&item, 1, 0) > 0 && (item.revents & ZMQ_POLLOUT)) {
+        s_read_events(c);
+        return c->lost ? SVC_EUNREACHABLE : 0;
+    }
+    return 1;
+}
+
 /* Milliseconds from now to deadline, clamped to [0, INT_MAX/2]; -1 for none. */
 static long s_wait(int64_t deadline_ms)
 {

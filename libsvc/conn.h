@@ -30,6 +30,9 @@ typedef struct svc__conn {
     void *mon;               /* PAIR receiving the DEALER's monitor events */
     bool up;                 /* handshake done and not disconnected since */
     bool lost;               /* refused or disconnected, and not reconnected since */
+    unsigned inflight;       /* async calls sent on it and not answered (client.c) */
+    unsigned waiting;        /* async calls waiting for it to come up (client.c) */
+    int64_t lost_at;         /* monotonic ms the client saw it lost with calls on it, 0 = not */
     struct svc__conn *next;  /* client's list */
 } svc__conn;
 
@@ -45,6 +48,16 @@ void svc__conn_destroy(svc__conn **c);
  * answer within SVC_CONNECT_TIMEOUT_MS, SVC_ETIMEOUT if deadline_ms passed first.
  */
 int svc__conn_ready(svc__conn *c, int64_t deadline_ms);
+
+/*
+ * Non-blocking readiness: reads pending monitor events and returns 0 when
+ * the connection can take a message, 1 while it is still coming up,
+ * SVC_EUNREACHABLE when it was refused or dropped.
+ */
+int svc__conn_check(svc__conn *c);
+
+/* Reads every pending monitor event; true when the connection is (now) lost. */
+bool svc__conn_events(svc__conn *c);
 
 /*
  * Receives the next message, waiting until deadline_ms (monotonic, -1 =

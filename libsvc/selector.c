@@ -8,6 +8,7 @@
 
 void svc__node_release(svc__node *n)
 {
+    free(n->id);
     free(n->address);
     free(n->version);
     svc_meta_release(&n->meta);
@@ -45,6 +46,35 @@ static svc__breaker *s_find(svc__breaker *t, const char *address)
     return NULL;
 }
 
+/* True when nd may be chosen now: matches, not failed, breaker closed. */
+static bool s_eligible(const svc__node *nd, const svc__select *s, svc__breaker *table, int64_t now)
+{
+    if (nd->failed || !svc__node_matches(nd, s->version, s->node_meta))
+        return false;
+    svc__breaker *b = s_find(table, nd->address);
+    return !(b && b->open_until > now);
+}
+
+/* The eligible node with the fewest calls in flight; ties broken at random. */
+static svc__node *s_least(svc__node *nodes, size_t n, const svc__select *s, svc__breaker *table,
+                          int64_t now)
+{
+    svc__node *best = NULL;
+    size_t ties = 0;
+    for (size_t i = 0; i < n; i++) {
+        svc__node *nd = &nodes[i];
+        if (!s_eligible(nd, s, table, now))
+            continue;
+        if (!best || nd->outstanding < best->outstanding) {
+            best = nd;
+            ties = 1;
+        } else if (nd->outstanding == best->outstanding && svc__rand() % ++ties == 0) {
+            best = nd;   /* reservoir sampling: each tie equally likely */
+        }
+    }
+    return best;
+}
+
 svc__node *svc__select_node(svc__node *nodes, size_t n, const svc__select *s,
                             svc__breaker *table, int64_t now, bool *matched)
 {
@@ -73,14 +103,13 @@ svc__node *svc__select_node(svc__node *nodes, size_t n, const svc__select *s,
         *matched = any;
     if (!ready)
         return probe;
+    if (s->strategy == SVC_SELECT_LEAST_OUTSTANDING)
+        return s_least(nodes, n, s, table, now);
     size_t k = s->strategy == SVC_SELECT_ROUND_ROBIN ? (size_t)((*s->rr)++ % ready)
                                                      : (size_t)(svc__rand() % ready);
     for (size_t i = 0; i < n; i++) {
         svc__node *nd = &nodes[i];
-        if (nd->failed || !svc__node_matches(nd, s->version, s->node_meta))
-            continue;
-        svc__breaker *b = s_find(table, nd->address);
-        if (b && b->open_until > now)
+        if (!s_eligible(nd, s, table, now))
             continue;
         if (k-- == 0)
             return nd;

@@ -2,7 +2,7 @@
  * libsvc/selector.h — choosing a node for a call (internal).
  *
  * Filters (version glob, node metadata k=v globs), a strategy (random,
- * round-robin), and a circuit breaker: a node that failed `failures` times
+ * round-robin, least outstanding requests), and a circuit breaker: a node that failed `failures` times
  * in a row (transport failure or timeout) is left out for `cooldown_ms`,
  * then one call probes it; success closes the breaker, failure reopens it.
  * Used by one thread at a time (each client owns its table).
@@ -18,10 +18,12 @@
 
 /* One node of a cached service view. */
 typedef struct svc__node {
-    char *address;   /* owned */
-    char *version;   /* owned: the service version it runs */
-    svc_meta meta;   /* node metadata */
-    bool failed;     /* failed during the current call: not again in this call */
+    char *id;             /* owned: registry node id ("" when unknown) */
+    char *address;        /* owned */
+    char *version;        /* owned: the service version it runs */
+    svc_meta meta;        /* node metadata */
+    bool failed;          /* failed during the current call: not again in this call */
+    unsigned outstanding; /* calls of this client in flight to it (set before selecting) */
 } svc__node;
 
 void svc__node_release(svc__node *n);
@@ -36,7 +38,7 @@ typedef struct svc__breaker {
 
 /* What a call asks of the selector. */
 typedef struct svc__select {
-    svc_strategy strategy;         /* RANDOM or ROUND_ROBIN */
+    svc_strategy strategy;         /* RANDOM, ROUND_ROBIN or LEAST_OUTSTANDING */
     const char *version;           /* fnmatch glob on the version, NULL = any */
     const char *node_meta;         /* "k=glob[,k=glob]", all must match; NULL = any */
     uint64_t *rr;                  /* round-robin position, advanced on use */
@@ -53,7 +55,8 @@ bool svc__node_matches(const svc__node *n, const char *version, const char *node
  * whose breaker is closed (or due for a probe); if every such node's
  * breaker is open, the one that reopens first (a probe beats no answer).
  * NULL when no node matches.  *matched (may be NULL) receives whether any
- * node matched the filters at all.
+ * node matched the filters at all.  LEAST_OUTSTANDING takes, among the
+ * eligible nodes, one with the fewest `outstanding` calls (ties at random).
  */
 svc__node *svc__select_node(svc__node *nodes, size_t n, const svc__select *s,
                             svc__breaker *table, int64_t now, bool *matched);

@@ -3,6 +3,8 @@
 #include "svc/error.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +21,75 @@ void svc__header_free(Svc__Header *h)
         svc__header__free_unpacked(h, NULL);
 }
 
+/*
+ * Memory of a received header.  protobuf-c allocates a header's parts one
+ * by one (the struct, each string, each metadata entry) and frees them one
+ * by one; a header received with its message takes them from one block
+ * instead, freed at once by svc__msg_close.  What does not fit in the
+ * block is malloc'd and chained to it.  The block stays under glibc's
+ * per-thread cache limit (1032 bytes), so it is quick to get and give back.
+ */
+typedef struct s_big {
+    struct s_big *next;           /* more of the same arena */
+    max_align_t data[];           /* the allocation */
+} s_big;
+
+struct svc__arena {
+    size_t used;                  /* bytes of buf handed out */
+    s_big *big;                   /* allocations that did not fit in buf */
+    max_align_t buf[(1024 - 2 * sizeof(void *)) / sizeof(max_align_t)];
+};
+
+static void *s_arena_alloc(void *data, size_t size)
+{
+    svc__arena *a = data;
+    size_t n = (size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    if (n >= size && n <= sizeof a->buf - a->used) {
+        void *p = (char *)a->buf + a->used;
+        a->used += n;
+        return p;
+    }
+    if (size > SIZE_MAX - sizeof(s_big))
+        return NULL;
+    s_big *b = malloc(sizeof *b + size);
+    if (!b)
+        return NULL;
+    b->next = a->big;
+    a->big = b;
+    return b->data;
+}
+
+/* Parts are given back all at once (svc__arena_free). */
+static void s_arena_free_part(void *data, void *p)
+{
+}
+
+static void s_arena_free(svc__arena *a)
+{
+    if (!a)
+        return;
+    while (a->big) {
+        s_big *next = a->big->next;
+        free(a->big);
+        a->big = next;
+    }
+    free(a);
+}
+
+/* svc__wire_decode, with the header's memory from alloc (NULL: malloc). */
+static int s_decode(const void *sig, size_t siglen, const void *hdr, size_t hdrlen,
+                    ProtobufCAllocator *alloc, Svc__Header **out, uint64_t *id, char *err,
+                    size_t errlen);
+
 int svc__wire_decode(const void *sig, size_t siglen, const void *hdr, size_t hdrlen,
                      Svc__Header **out, uint64_t *id, char *err, size_t errlen)
+{
+    return s_decode(sig, siglen, hdr, hdrlen, NULL, out, id, err, errlen);
+}
+
+static int s_decode(const void *sig, size_t siglen, const void *hdr, size_t hdrlen,
+                    ProtobufCAllocator *alloc, Svc__Header **out, uint64_t *id, char *err,
+                    size_t errlen)
 {
     *out = NULL;
     if (id)
@@ -33,7 +102,7 @@ int svc__wire_decode(const void *sig, size_t siglen, const void *hdr, size_t hdr
         s_err(err, errlen, hdrlen ? "header too large" : "empty header");
         return SVC_EPROTO;
     }
-    Svc__Header *h = svc__header__unpack(NULL, hdrlen, hdr);
+    Svc__Header *h = svc__header__unpack(alloc, hdrlen, hdr);
     if (!h) {
         s_err(err, errlen, "header is not a valid protobuf svc.Header");
         return SVC_EPROTO;
@@ -78,7 +147,8 @@ int svc__wire_decode(const void *sig, size_t siglen, const void *hdr, size_t hdr
     return 0;
 
 out_free:
-    svc__header_free(h);
+    if (!alloc)
+        svc__header_free(h);   /* an arena is freed with its message */
     return SVC_EPROTO;
 }
 
@@ -128,8 +198,15 @@ int svc__msg_recv(void *sock, svc__msg *m, int flags, bool routed, char *err, si
         return SVC_EPROTO;
     }
     zmq_msg_t *sig = &m->frames[m->first], *hdr = &m->frames[m->first + 1];
-    return svc__wire_decode(zmq_msg_data(sig), zmq_msg_size(sig), zmq_msg_data(hdr),
-                            zmq_msg_size(hdr), &m->hdr, &m->bad_id, err, errlen);
+    m->arena = malloc(sizeof *m->arena);
+    if (!m->arena)   /* then the header's parts are malloc'd one by one */
+        return s_decode(zmq_msg_data(sig), zmq_msg_size(sig), zmq_msg_data(hdr),
+                        zmq_msg_size(hdr), NULL, &m->hdr, &m->bad_id, err, errlen);
+    m->arena->used = 0;
+    m->arena->big = NULL;
+    ProtobufCAllocator alloc = { s_arena_alloc, s_arena_free_part, m->arena };
+    return s_decode(zmq_msg_data(sig), zmq_msg_size(sig), zmq_msg_data(hdr), zmq_msg_size(hdr),
+                    &alloc, &m->hdr, &m->bad_id, err, errlen);
 }
 
 const void *svc__msg_body(const svc__msg *m, size_t *len)
@@ -154,7 +231,11 @@ void svc__msg_close(svc__msg *m)
     for (int i = 0; i < m->nframes; i++)
         zmq_msg_close(&m->frames[i]);
     m->nframes = 0;
-    svc__header_free(m->hdr);
+    if (m->arena)
+        s_arena_free(m->arena);   /* holds m->hdr */
+    else
+        svc__header_free(m->hdr);
+    m->arena = NULL;
     m->hdr = NULL;
 }
 

@@ -21,12 +21,16 @@
 #define SVC_WIRE_MAX_BODY_STR  "16777216"
 #define SVC_WIRE_MAX_FRAMES    4                    /* routing id + 3 */
 
+/* Where a received header's memory comes from (wire.c). */
+typedef struct svc__arena svc__arena;
+
 /* A received message.  Owns its frames and header; release with svc__msg_close. */
 typedef struct svc__msg {
     zmq_msg_t frames[SVC_WIRE_MAX_FRAMES]; /* raw frames as received */
     int nframes;                           /* frames initialised */
     int first;                             /* index of the signature frame (1 on ROUTER) */
     Svc__Header *hdr;                      /* decoded header, owned; NULL until decoded */
+    svc__arena *arena;                     /* memory of hdr (freed with it), or NULL */
     uint64_t bad_id;                       /* malformed: id of a header that unpacked, else 0 */
 } svc__msg;
 

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct svc_ctx {
     svc_service *svc;          /* the service */
@@ -26,6 +28,7 @@ struct svc_ctx {
     svc_client **client;       /* the worker's client slot (lazily created), or NULL */
     svc_client *own_client;    /* made for an inline call, destroyed after */
     svc_error err;             /* set by svc_ctx_error */
+    svc__req *rq;              /* wrapper chain, metadata set by wrappers, trace (wrap.c) */
 };
 
 void svc__job_free(svc__job *j)
@@ -83,7 +86,8 @@ static svc__out *s_answer(svc_service *s, svc__job *j, const ProtobufCMessage *r
     return o;
 }
 
-svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
+/* Decodes, runs the handler through its wrappers (rq), builds the answer. */
+static svc__out *s_handle(svc_service *s, svc__job *j, svc_client **client, svc__req *rq)
 {
     const Svc__Header *h = j->msg.hdr;
     const svc__endpoint *ep = j->ep;
@@ -96,6 +100,23 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
         return s_fail(s, j, 408, what, "");
     }
 
+    svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client,
+                    .rq = rq };
+    if (ep->iofn) {
+        /* Client/bidi stream: requests come by svc_stream_recv (wrappers get
+         * req NULL); the stream ends when the handler returns (stream.c). */
+        svc_stream *st = j->stream;
+        int rc = svc__req_run(rq, &ctx, NULL, st);
+        if (rc != 0 && !svc_error_isset(&ctx.err))
+            svc_error_set(&ctx.err, s->name, 500, "handler of \"%s\" failed: %s", ep->name,
+                          svc_strerror(rc));
+        j->stream = NULL;
+        svc_stream_close(&st, rc != 0 ? &ctx.err : NULL);
+        svc_error_release(&ctx.err);
+        svc_client_destroy(&ctx.own_client);
+        return NULL;
+    }
+
     size_t blen;
     const void *body = svc__msg_body(&j->msg, &blen);
     ProtobufCMessage *req = NULL;
@@ -105,13 +126,12 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
         return s_fail(s, j, 400, what, why);
     }
 
-    svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client };
     svc__out *o = NULL;
     int rc;
     if (ep->sfn) {
         svc_stream *st = j->stream;
         j->stream = NULL;          /* the handler owns the job's reference now */
-        rc = ep->sfn(&ctx, req, st);
+        rc = svc__req_run(rq, &ctx, req, st);
         if (rc == 0)
             goto out;
         /* The handler failed: the stream ends with the error (handler kept no ref). */
@@ -128,7 +148,7 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
         goto out;
     }
     protobuf_c_message_init(ep->rsp, rsp);
-    rc = ep->fn(&ctx, req, rsp);
+    rc = svc__req_run(rq, &ctx, req, rsp);
     if (rc == 0)
         o = s_answer(s, j, rsp, ct);
     else if (svc_error_isset(&ctx.err))
@@ -145,20 +165,83 @@ out:
     return o;
 }
 
+/*
+ * Every request, unary or stream open, on a worker or the loop thread: its
+ * trace ids and endpoint stats bracket the work (wrap.c).
+ */
+svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
+{
+    svc__req rq;
+    svc__req_begin(&rq, s, j->ep, j->msg.hdr, j->deadline);
+    svc__out *o = s_handle(s, j, client, &rq);
+    /* No answer: a unary call ran out of memory; a stream handler owns or ended its stream. */
+    bool failed = o ? o->is_error : j->ep->fn != NULL || rq.rc != 0;
+    svc__req_end(&rq, failed);
+    return o;
+}
+
+static int64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Workers awake (running a handler or about to look for a job), less those
+ * in a handler for SVC_BLOCKED_US or more (mu held).
+ */
+static int s_running(svc_service *s)
+{
+    int awake = s->n_threads - s->n_idle + s->n_woken;
+    if (awake < s->run_target)
+        return awake;
+    int64_t now = s_now_us();
+    for (int i = 0; i < s->n_threads; i++) {
+        int64_t since = atomic_load_explicit(&s->wk[i].busy_since, memory_order_relaxed);
+        if (since && now - since >= SVC_BLOCKED_US)
+            awake--;
+    }
+    return awake;
+}
+
+/*
+ * Waking a thread per job costs more than a short handler, and on a small
+ * machine the woken threads only take turns on the same CPUs: so a job
+ * wakes a worker only when fewer than run_target are running.  A handler
+ * that blocks (calls another service, sleeps) stops counting after
+ * SVC_BLOCKED_US, and the loop's wake_timer then wakes another for the
+ * jobs behind it.
+ */
+void svc__workers_wake(svc_service *s)
+{
+    if (s->n_idle > s->n_woken && s_running(s) < s->run_target) {
+        s->n_woken++;
+        pthread_cond_signal(&s->cv);
+    }
+}
+
 static void *s_worker(void *arg)
 {
-    svc_service *s = arg;
+    svc__worker *me = arg;
+    svc_service *s = me->svc;
     svc_client *client = NULL;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->jobs && !s->quit_workers)
+        while (!s->jobs && !s->quit_workers) {
+            s->n_idle++;
             pthread_cond_wait(&s->cv, &s->mu);
+            s->n_idle--;
+            if (s->n_woken > 0)
+                s->n_woken--;
+        }
         if (!s->jobs) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
         svc__job *j = s->jobs;
         s->jobs = j->next;
+        bool more = s->jobs != NULL;   /* others wait: answer through the loop */
         if (!s->jobs)
             s->jobs_tail = NULL;
         s->n_jobs--;
@@ -168,11 +251,16 @@ static void *s_worker(void *arg)
         atomic_fetch_add(&s->inflight, 1);
         pthread_mutex_unlock(&s->mu);
 
+        atomic_store_explicit(&me->busy_since, s_now_us(), memory_order_relaxed);
         svc__out *o = svc__handle(s, j, &client);
+        atomic_store_explicit(&me->busy_since, 0, memory_order_relaxed);
         svc__job_free(j);
-        /* A unary answer goes out from here; a stream's through the loop. */
+        /* A unary answer goes out from here when no other job waits; a
+         * stream's, and one among many (under load), through the loop,
+         * which sends them in a batch and then drains the socket: that
+         * saves the ZMQ_EVENTS read (a poll(2)) a send from here needs. */
         bool wake = false;
-        if (o && !o->stream) {
+        if (o && !o->stream && !more) {
             wake = svc__server_send(s, o);
             o = NULL;
         }
@@ -200,15 +288,26 @@ static void *s_worker(void *arg)
 int svc__workers_start(svc_service *s)
 {
     s->threads = calloc((size_t)s->workers, sizeof *s->threads);
-    if (!s->threads)
+    s->wk = calloc((size_t)s->workers, sizeof *s->wk);
+    if (!s->threads || !s->wk)
         return -ENOMEM;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    s->run_target = cpus > 2 ? (int)cpus - 1 : 1;
+    if (s->run_target > s->workers)
+        s->run_target = s->workers;
     for (int i = 0; i < s->workers; i++) {
-        int rc = pthread_create(&s->threads[i], NULL, s_worker, s);
+        s->wk[i].svc = s;
+        atomic_init(&s->wk[i].busy_since, 0);
+        /* Under mu, so that the loop's wake checks see a consistent n_threads. */
+        pthread_mutex_lock(&s->mu);
+        int rc = pthread_create(&s->threads[i], NULL, s_worker, &s->wk[i]);
+        if (rc == 0)
+            s->n_threads++;
+        pthread_mutex_unlock(&s->mu);
         if (rc) {
             svc_error_log("cannot start worker thread\terror=\"%s\"", strerror(rc));
             return -rc;
         }
-        s->n_threads++;
     }
     return 0;
 }
@@ -245,9 +344,16 @@ int svc__workers_stop(svc_service *s, bool bounded)
             abandoned++;
         }
     }
+    pthread_mutex_lock(&s->mu);
     free(s->threads);
     s->threads = NULL;
     s->n_threads = 0;
+    pthread_mutex_unlock(&s->mu);
+    /* An abandoned worker still writes its busy_since: keep wk then. */
+    if (!abandoned) {
+        free(s->wk);
+        s->wk = NULL;
+    }
     return abandoned;
 }
 
@@ -264,7 +370,8 @@ int svc_ctx_error(svc_ctx *ctx, int code, const char *fmt, ...)
 
 const char *svc_ctx_meta(const svc_ctx *ctx, const char *key)
 {
-    return svc__header_meta(ctx->hdr, key);
+    const char *v = ctx->rq ? svc_meta_get(&ctx->rq->meta, key) : NULL;
+    return v ? v : svc__header_meta(ctx->hdr, key);
 }
 
 const char *svc_ctx_endpoint(const svc_ctx *ctx)
@@ -293,8 +400,11 @@ void *svc_ctx_data(const svc_ctx *ctx)
 svc_client *svc_ctx_client(svc_ctx *ctx)
 {
     svc_client **slot = ctx->client ? ctx->client : &ctx->own_client;
-    if (!*slot)
+    if (!*slot) {
         *slot = svc_client_new(ctx->svc->registry);
+        if (*slot)
+            svc__wrap_worker_client(ctx->svc, *slot);
+    }
     return *slot;
 }
 
@@ -322,6 +432,8 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
     svc_meta meta = SVC_META_INIT;
     for (size_t i = 0; i < ctx->hdr->n_metadata; i++)
         svc_meta_set(&meta, ctx->hdr->metadata[i]->key, ctx->hdr->metadata[i]->value);
+    if (ctx->rq)
+        svc_meta_merge(&meta, &ctx->rq->meta);
     if (opts && opts->meta)
         svc_meta_merge(&meta, opts->meta);
     o.meta = &meta;
@@ -335,4 +447,26 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
     }
     svc_meta_release(&meta);
     return rc;
+}
+
+/* ---- wrappers (svc/wrap.h) ------------------------------------------------------- */
+
+int svc_ctx_next(svc_ctx *ctx, const void *req, void *rsp)
+{
+    return ctx->rq ? svc__req_next(ctx->rq, ctx, req, rsp) : SVC_EINVAL;
+}
+
+int svc_ctx_set_meta(svc_ctx *ctx, const char *key, const char *value)
+{
+    return ctx->rq ? svc_meta_set(&ctx->rq->meta, key, value) : SVC_EINVAL;
+}
+
+const svc_error *svc_ctx_last_error(const svc_ctx *ctx)
+{
+    return svc_error_isset(&ctx->err) ? &ctx->err : NULL;
+}
+
+bool svc_ctx_is_stream(const svc_ctx *ctx)
+{
+    return ctx->ep->sfn != NULL;
 }

@@ -143,6 +143,7 @@ static int s_get(svc_ctx *ctx, const void *req, void *rsp)
     Svc__Registry__GetServiceResponse *out = rsp;
     if (!s_name_ok(in->service))
         return svc_ctx_error(ctx, 400, "invalid service name \"%.64s\"", in->service);
+    svc_debug("get service\tservice=%s", in->service);   /* counted by the client-cache tests */
     pthread_mutex_lock(&st->mu);
     int rc = st->backend->ops->get(st->backend, in->service, s_now_ms(), &out->services,
                                    &out->n_services);

@@ -26,7 +26,7 @@ static void s_usage(FILE *f)
                "  --count N           number of calls (default 1)\n"
                "  --timeout MS        deadline of each call (default 30000)\n"
                "  --interval MS       pause between calls (default 0)\n"
-               "  --strategy S        random (default) or round-robin\n"
+               "  --strategy S        random (default), round-robin or least (fewest calls in flight)\n"
                "  --version GLOB      only nodes of a matching version, e.g. '2.*'\n"
                "  --node-meta K=GLOB  only nodes whose metadata match (comma-separated pairs)\n"
                "  --report            print \"ok ADDRESS msg\" or \"error CODE detail\" per call\n"
@@ -115,9 +115,11 @@ int main(int argc, char **argv)
                 opts.strategy = SVC_SELECT_RANDOM;
             } else if (strcmp(optarg, "round-robin") == 0) {
                 opts.strategy = SVC_SELECT_ROUND_ROBIN;
+            } else if (strcmp(optarg, "least") == 0) {
+                opts.strategy = SVC_SELECT_LEAST_OUTSTANDING;
             } else {
-                fprintf(stderr, "greeter-client: invalid value \"%s\" for --strategy: want random "
-                                "or round-robin\n", optarg);
+                fprintf(stderr, "greeter-client: invalid value \"%s\" for --strategy: want random, "
+                                "round-robin or least\n", optarg);
                 return 64;
             }
             break;

@@ -190,6 +190,7 @@ def _all_records(st):
             return out
 
 
+@harness.serial   # times restarts (1 s) and loads the CPU with 8 writers
 def test_store_acked_writes_survive_kill_9(p):
     p.start_registry()
     st = Store(p).start()
@@ -243,6 +244,7 @@ def test_store_acked_writes_survive_kill_9(p):
         check(k in attempted and v in attempted[k], "record %s=%r was never written" % (k, v))
 
 
+@harness.serial   # 50 client threads
 def test_store_group_commit_batches_50_concurrent_writers(p):
     st = started(p)
     before = st.ok("Store.Stats", {})

@@ -104,7 +104,44 @@ TEST(breaker_opens_after_failures_and_probes_after_cooldown)
         svc__node_release(&ns[i]);
 }
 
+TEST(least_outstanding_picks_the_least_loaded_eligible_node)
+{
+    svc__node ns[3];
+    s_node(&ns[0], "a", "1", NULL);
+    s_node(&ns[1], "b", "1", NULL);
+    s_node(&ns[2], "c", "2", NULL);
+    uint64_t rr = 0;
+    svc__select sel = { .strategy = SVC_SELECT_LEAST_OUTSTANDING, .rr = &rr };
+    ns[0].outstanding = 5;
+    ns[1].outstanding = 1;
+    ns[2].outstanding = 3;
+    for (int i = 0; i < 20; i++)
+        CHECK(svc__select_node(ns, 3, &sel, NULL, 0, NULL) == &ns[1]);
+    /* Ties are broken at random: both tied nodes get picked. */
+    ns[2].outstanding = 1;
+    int picked[3] = { 0 };
+    for (int i = 0; i < 200; i++)
+        picked[svc__select_node(ns, 3, &sel, NULL, 0, NULL) - ns]++;
+    CHECK_INT(picked[0], 0);
+    CHECK(picked[1] > 40 && picked[2] > 40);
+    /* Filters and failures come first: the least loaded of what is left. */
+    sel.version = "1";
+    CHECK(svc__select_node(ns, 3, &sel, NULL, 0, NULL) == &ns[1]);
+    ns[1].failed = true;
+    CHECK(svc__select_node(ns, 3, &sel, NULL, 0, NULL) == &ns[0]);
+    ns[1].failed = false;
+    /* An open breaker keeps the idlest node out. */
+    svc__breaker *t = NULL;
+    CHECK(svc__breaker_report(&t, "b", false, 1, 1000, 0));
+    for (int i = 0; i < 20; i++)
+        CHECK(svc__select_node(ns, 3, &sel, t, 10, NULL) == &ns[0]);
+    svc__breaker_free(&t);
+    for (int i = 0; i < 3; i++)
+        svc__node_release(&ns[i]);
+}
+
 static const test_case tests[] = {
+    T(least_outstanding_picks_the_least_loaded_eligible_node),
     T(filters_by_version_glob_and_metadata),
     T(round_robin_rotates_and_skips_failed),
     T(breaker_opens_after_failures_and_probes_after_cooldown),

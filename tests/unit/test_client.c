@@ -1,0 +1,426 @@
+/*
+ * Unit tests: the asynchronous client — futures, callbacks, deadlines — against
+ * a fake node (a ROUTER on inproc:// in a thread), the retry policy's
+ * decisions, and the registry cache's handling of watch events.
+ */
+#include "testlib.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "svc/client.h"
+#include "regcache.h"
+#include "registry.pb-c.h"
+#include "retry.h"
+#include "wire.h"
+#include "zctx.h"
+
+/*
+ * The fake node: collects `batch` requests, then answers them in reverse
+ * order, echoing each body.  A body "E<code>" is answered ERROR <code>; a
+ * body "hang" is never answered.  Counts every request it receives.
+ */
+typedef struct fake {
+    char address[64];
+    int batch;
+    atomic_int received;
+    atomic_bool stop;
+    pthread_t thread;
+    void *sock;
+} fake;
+
+static void s_answer(void *sock, svc__msg *m)
+{
+    size_t len;
+    const char *body = svc__msg_body(m, &len);
+    Svc__Header h = SVC__HEADER__INIT;
+    h.id = m->hdr->id;
+    Svc__Error e = SVC__ERROR__INIT;
+    if (len == 4 && memcmp(body, "hang", 4) == 0)
+        return;
+    if (len > 1 && body[0] == 'E') {
+        h.kind = SVC__KIND__ERROR;
+        e.id = "fake";
+        e.code = atoi(body + 1);
+        e.detail = "fake error";
+        h.error = &e;
+        svc__wire_send(sock, svc__msg_route(m), &h, NULL, 0, 0);
+        return;
+    }
+    h.kind = SVC__KIND__RESPONSE;
+    h.content_type = "application/octet-stream";
+    svc__wire_send(sock, svc__msg_route(m), &h, body, len, 0);
+}
+
+static void *s_fake_run(void *arg)
+{
+    fake *fk = arg;
+    svc__msg held[256];
+    int n = 0;
+    while (!atomic_load(&fk->stop)) {
+        zmq_pollitem_t it = { fk->sock, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, 20) <= 0)
+            continue;
+        char why[128];
+        while (n < 256 && svc__msg_recv(fk->sock, &held[n], ZMQ_DONTWAIT, true, why, sizeof why) == 0) {
+            atomic_fetch_add(&fk->received, 1);
+            n++;
+        }
+        if (n >= fk->batch) {
+            for (int i = n - 1; i >= 0; i--) {
+                s_answer(fk->sock, &held[i]);
+                svc__msg_close(&held[i]);
+            }
+            n = 0;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        svc__msg_close(&held[i]);
+    return NULL;
+}
+
+static void s_fake_start(fake *fk, const char *name, int batch)
+{
+    memset(fk, 0, sizeof *fk);
+    snprintf(fk->address, sizeof fk->address, "inproc://test-client-%s", name);
+    fk->batch = batch;
+    fk->sock = svc__socket(ZMQ_ROUTER);
+    CHECK(fk->sock && zmq_bind(fk->sock, fk->address) == 0);
+    pthread_create(&fk->thread, NULL, s_fake_run, fk);
+}
+
+static void s_fake_stop(fake *fk)
+{
+    atomic_store(&fk->stop, true);
+    pthread_join(fk->thread, NULL);
+    svc__socket_close(&fk->sock);
+}
+
+TEST(many_calls_in_flight_from_one_thread_each_get_their_answer)
+{
+    fake fk;
+    s_fake_start(&fk, "many", 64);   /* answers only once all 64 have arrived */
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 10000 };
+    svc_future *fs[64];
+    char bodies[64][24];
+    for (int i = 0; i < 64; i++) {
+        snprintf(bodies[i], sizeof bodies[i], "call-%d", i);
+        CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", bodies[i], strlen(bodies[i]), &o, &fs[i]), 0);
+    }
+    CHECK_INT(svc_client_pending(c), 64);
+    for (int i = 0; i < 64; i++) {
+        CHECK_INT(svc_future_wait(fs[i], -1), 0);
+        svc_reply r = SVC_REPLY_INIT;
+        svc_error e = SVC_ERROR_INIT;
+        CHECK_INT(svc_future_result(fs[i], &r, &e), 0);
+        CHECK(r.len == strlen(bodies[i]) && memcmp(r.body, bodies[i], r.len) == 0);
+        CHECK_STR(r.node, fk.address);
+        CHECK_INT(svc_future_attempts(fs[i]), 1);
+        svc_reply_release(&r);
+        svc_error_release(&e);
+        svc_future_destroy(&fs[i]);
+        CHECK(fs[i] == NULL);
+    }
+    CHECK_INT(atomic_load(&fk.received), 64);
+    CHECK_INT(svc_client_pending(c), 0);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
+TEST(wait_times_out_leaving_the_future_pending_and_destroy_abandons_it)
+{
+    fake fk;
+    s_fake_start(&fk, "hang", 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 300 };
+    svc_future *f;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &f), 0);
+    CHECK_INT(svc_future_wait(f, 50), SVC_ETIMEOUT);
+    CHECK(!svc_future_ready(f));
+    svc_reply r = SVC_REPLY_INIT;
+    CHECK_INT(svc_future_result(f, &r, NULL), -EAGAIN);
+    /* Past its own deadline it ends with 408. */
+    CHECK_INT(svc_future_wait(f, 5000), 0);
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_future_result(f, &r, &e), SVC_ETIMEOUT);
+    CHECK_INT(e.code, 408);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    /* Abandoned while pending: gone from the client once its deadline passes. */
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &f), 0);
+    svc_future_destroy(&f);
+    CHECK(f == NULL);
+    CHECK_INT(svc_client_pending(c), 1);
+    for (int i = 0; i < 100 && svc_client_pending(c); i++)
+        svc_client_poll(c, 50);
+    CHECK_INT(svc_client_pending(c), 0);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
+TEST(a_call_whose_deadline_passed_is_not_sent)
+{
+    fake fk;
+    s_fake_start(&fk, "deadline", 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .deadline_ms = svc_now_ms() - 1 };
+    svc_future *f;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "x", 1, &o, &f), 0);
+    CHECK(svc_future_ready(f));
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_future_result(f, NULL, &e), SVC_ETIMEOUT);
+    CHECK_INT(e.code, 408);
+    CHECK(strstr(e.detail, "not sent") != NULL);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    /* The synchronous path too, and by name (no registry lookup either). */
+    svc_reply r = SVC_REPLY_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "x", 1, &o, &r, &e), SVC_ETIMEOUT);
+    svc_error_release(&e);
+    svc_call_opts byname = { .deadline_ms = svc_now_ms() - 1 };
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "x", 1, &byname, &r, &e), SVC_ETIMEOUT);
+    CHECK(strstr(e.detail, "not sent") != NULL);
+    svc_error_release(&e);
+    /* A sound call afterwards goes through: the server saw only that one. */
+    o.deadline_ms = 0;
+    o.timeout_ms = 5000;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "y", 1, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    CHECK_INT(atomic_load(&fk.received), 1);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
+typedef struct cb_state {
+    int calls;           /* callbacks run */
+    int ok;              /* with the body that was sent */
+    bool inside_start;   /* set while svc_call_cb runs */
+    bool reentered;      /* a callback ran inside svc_call_cb */
+    int last_rc;
+} cb_state;
+
+static cb_state s_cb;
+
+static void s_done(void *arg, int rc, svc_reply *reply, svc_error *err)
+{
+    s_cb.calls++;
+    s_cb.last_rc = rc;
+    if (s_cb.inside_start)
+        s_cb.reentered = true;
+    if (rc == 0 && reply->len == strlen(arg) && memcmp(reply->body, arg, reply->len) == 0)
+        s_cb.ok++;
+}
+
+TEST(callbacks_run_once_from_poll_never_from_the_start)
+{
+    fake fk;
+    s_fake_start(&fk, "cb", 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    static char bodies[10][16];
+    memset(&s_cb, 0, sizeof s_cb);
+    for (int i = 0; i < 10; i++) {
+        snprintf(bodies[i], sizeof bodies[i], "cb%d", i);
+        s_cb.inside_start = true;
+        CHECK_INT(svc_call_cb(c, "fake", "Fake.Echo", bodies[i], strlen(bodies[i]), &o, s_done,
+                              bodies[i]), 0);
+        s_cb.inside_start = false;
+    }
+    /* Invalid arguments fail in the callback, not in the call. */
+    s_cb.inside_start = true;
+    CHECK_INT(svc_call_cb(c, "", "Fake.Echo", "x", 1, &o, s_done, "x"), 0);
+    s_cb.inside_start = false;
+    CHECK_INT(svc_call_cb(c, "fake", "Fake.Echo", "x", 1, &o, NULL, NULL), SVC_EINVAL);
+    for (int i = 0; i < 200 && svc_client_poll(c, 100) > 0; i++)
+        ;
+    CHECK_INT(s_cb.calls, 11);
+    CHECK_INT(s_cb.ok, 10);
+    CHECK(!s_cb.reentered);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
+TEST(destroying_the_client_completes_pending_calls_with_eclosed)
+{
+    fake fk;
+    s_fake_start(&fk, "close", 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 10000 };
+    svc_future *f;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &f), 0);
+    memset(&s_cb, 0, sizeof s_cb);
+    CHECK_INT(svc_call_cb(c, "fake", "Fake.Echo", "hang", 4, &o, s_done, "hang"), 0);
+    svc_client_destroy(&c);
+    CHECK_INT(s_cb.calls, 1);
+    CHECK_INT(s_cb.last_rc, SVC_ECLOSED);
+    CHECK(svc_future_ready(f));
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_future_result(f, NULL, &e), SVC_ECLOSED);
+    CHECK_INT(e.code, 503);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    s_fake_stop(&fk);
+}
+
+TEST(remote_errors_are_delivered_and_explicit_addresses_not_retried)
+{
+    fake fk;
+    s_fake_start(&fk, "err", 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "E503", 4, &o, &r, &e), SVC_EREMOTE);
+    CHECK_INT(e.code, 503);
+    CHECK_STR(e.id, "fake");
+    CHECK_STR(e.status, "Service Unavailable");
+    svc_error_release(&e);
+    CHECK_INT(atomic_load(&fk.received), 1);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
+TEST(retry_policy_decides_what_is_retried)
+{
+    svc_retry_policy p = SVC_RETRY_POLICY_INIT;
+    CHECK_INT(svc_retry_policy_check(&p), 0);
+    CHECK(svc__retry_wants(&p, SVC__FAIL_TRANSPORT, 503));
+    CHECK(svc__retry_wants(&p, SVC__FAIL_REMOTE, 503));
+    CHECK(!svc__retry_wants(&p, SVC__FAIL_REMOTE, 500));
+    CHECK(!svc__retry_wants(&p, SVC__FAIL_REMOTE, 400));
+    CHECK(!svc__retry_wants(&p, SVC__FAIL_TIMEOUT, 408));
+    p.on = SVC_RETRY_TIMEOUT;
+    p.codes[0] = 500;
+    p.codes[1] = 429;
+    CHECK(svc__retry_wants(&p, SVC__FAIL_TIMEOUT, 408));
+    CHECK(!svc__retry_wants(&p, SVC__FAIL_TRANSPORT, 503));
+    CHECK(!svc__retry_wants(&p, SVC__FAIL_REMOTE, 503));
+    CHECK(svc__retry_wants(&p, SVC__FAIL_REMOTE, 500));
+    CHECK(svc__retry_wants(&p, SVC__FAIL_REMOTE, 429));
+    CHECK_INT(svc_retry_policy_check(&p), 0);
+    svc_retry_policy bad = p;
+    bad.retries = -1;
+    CHECK_INT(svc_retry_policy_check(&bad), SVC_EINVAL);
+    bad = p;
+    bad.backoff_factor = 0.5;
+    CHECK_INT(svc_retry_policy_check(&bad), SVC_EINVAL);
+    bad = p;
+    bad.jitter = 1.5;
+    CHECK_INT(svc_retry_policy_check(&bad), SVC_EINVAL);
+    bad = p;
+    bad.backoff_max_ms = p.backoff_ms - 1;
+    CHECK_INT(svc_retry_policy_check(&bad), SVC_EINVAL);
+    bad = p;
+    bad.codes[2] = 7;
+    CHECK_INT(svc_retry_policy_check(&bad), SVC_EINVAL);
+    bad = p;
+    bad.on = 1u << 9;
+    CHECK_INT(svc_retry_policy_check(&bad), SVC_EINVAL);
+    CHECK_INT(svc_retry_policy_check(NULL), SVC_EINVAL);
+}
+
+TEST(backoff_grows_is_capped_and_jitter_only_shortens)
+{
+    svc_retry_policy p = { .retries = 5, .backoff_ms = 100, .backoff_factor = 2.0,
+                           .backoff_max_ms = 500, .jitter = 0.0, .on = SVC_RETRY_DEFAULT };
+    CHECK_INT(svc__retry_pause(&p, 1, 12345), 100);
+    CHECK_INT(svc__retry_pause(&p, 2, 12345), 200);
+    CHECK_INT(svc__retry_pause(&p, 3, 12345), 400);
+    CHECK_INT(svc__retry_pause(&p, 4, 12345), 500);   /* capped */
+    CHECK_INT(svc__retry_pause(&p, 9, 12345), 500);
+    p.jitter = 0.5;
+    CHECK_INT(svc__retry_pause(&p, 1, 0), 100);        /* U = 0: no cut */
+    int64_t lo = 1000, hi = 0;
+    for (uint64_t i = 0; i < 1000; i++) {
+        int64_t d = svc__retry_pause(&p, 2, svc__rand());
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+    }
+    CHECK(lo >= 100 && hi <= 200 && hi - lo > 50);     /* within [200*(1-0.5), 200] */
+    p.backoff_ms = 0;
+    CHECK_INT(svc__retry_pause(&p, 3, 99), 0);
+}
+
+/* Packs one watch event. */
+static size_t s_event(uint8_t *buf, const char *action, const char *service, const char *id,
+                      const char *address, const char *version)
+{
+    Svc__Registry__Node n = SVC__REGISTRY__NODE__INIT;
+    n.id = (char *)id;
+    n.address = (char *)address;
+    Svc__Registry__Node *np = &n;
+    Svc__Registry__Service s = SVC__REGISTRY__SERVICE__INIT;
+    s.name = (char *)service;
+    s.version = (char *)version;
+    s.nodes = &np;
+    s.n_nodes = 1;
+    Svc__Registry__Result r = SVC__REGISTRY__RESULT__INIT;
+    r.action = (char *)action;
+    r.service = &s;
+    return svc__registry__result__pack(&r, buf);
+}
+
+TEST(watch_events_create_update_and_delete_nodes_of_cached_services)
+{
+    svc__regcache *rc = svc__regcache_new("inproc://no-registry-here", NULL);
+    svc__regcache_set_watch(rc, false);
+    CHECK_INT(svc__regcache_seed(rc, "greeter"), 0);
+    uint8_t buf[512];
+    char why[128];
+    size_t len = s_event(buf, "create", "greeter", "g-1", "tcp://127.0.0.1:1", "1.0");
+    CHECK_INT(svc__regcache_apply(rc, buf, len, why, sizeof why), 0);
+    len = s_event(buf, "create", "greeter", "g-2", "tcp://127.0.0.1:2", "1.0");
+    CHECK_INT(svc__regcache_apply(rc, buf, len, why, sizeof why), 0);
+    len = s_event(buf, "create", "other", "o-1", "tcp://127.0.0.1:3", "1.0");   /* not cached */
+    CHECK_INT(svc__regcache_apply(rc, buf, len, why, sizeof why), 0);
+    svc__node *nodes;
+    size_t n;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc__regcache_nodes(rc, "greeter", svc_now_ms() + 100, &nodes, &n, &e), 0);
+    CHECK_INT(n, 2);
+    len = s_event(buf, "update", "greeter", "g-1", "tcp://127.0.0.1:9", "2.0");
+    CHECK_INT(svc__regcache_apply(rc, buf, len, why, sizeof why), 0);
+    len = s_event(buf, "delete", "greeter", "g-2", "", "1.0");
+    CHECK_INT(svc__regcache_apply(rc, buf, len, why, sizeof why), 0);
+    CHECK_INT(svc__regcache_nodes(rc, "greeter", svc_now_ms() + 100, &nodes, &n, &e), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(nodes[0].id, "g-1");
+    CHECK_STR(nodes[0].address, "tcp://127.0.0.1:9");
+    CHECK_STR(nodes[0].version, "2.0");
+    /* Bad events are refused with a reason and change nothing. */
+    len = s_event(buf, "explode", "greeter", "g-1", "tcp://127.0.0.1:1", "1.0");
+    CHECK_INT(svc__regcache_apply(rc, buf, len, why, sizeof why), SVC_EPROTO);
+    CHECK(strstr(why, "action") != NULL);
+    len = s_event(buf, "create", "greeter", "g-3", "http://x", "1.0");
+    CHECK_INT(svc__regcache_apply(rc, buf, len, why, sizeof why), SVC_EPROTO);
+    len = s_event(buf, "create", "greeter", "", "tcp://127.0.0.1:4", "1.0");
+    CHECK_INT(svc__regcache_apply(rc, buf, len, why, sizeof why), SVC_EPROTO);
+    CHECK_INT(svc__regcache_apply(rc, "\xff\xff\xff", 3, why, sizeof why), SVC_EPROTO);
+    CHECK_INT(svc__regcache_nodes(rc, "greeter", svc_now_ms() + 100, &nodes, &n, &e), 0);
+    CHECK_INT(n, 1);
+    svc_error_release(&e);
+    svc__regcache_destroy(&rc);
+    CHECK(rc == NULL);
+}
+
+static const test_case tests[] = {
+    T(many_calls_in_flight_from_one_thread_each_get_their_answer),
+    T(wait_times_out_leaving_the_future_pending_and_destroy_abandons_it),
+    T(a_call_whose_deadline_passed_is_not_sent),
+    T(callbacks_run_once_from_poll_never_from_the_start),
+    T(destroying_the_client_completes_pending_calls_with_eclosed),
+    T(remote_errors_are_delivered_and_explicit_addresses_not_retried),
+    T(retry_policy_decides_what_is_retried),
+    T(backoff_grows_is_capped_and_jitter_only_shortens),
+    T(watch_events_create_update_and_delete_nodes_of_cached_services),
+    { NULL, NULL },
+};
+
+int main(int argc, char **argv)
+{
+    return test_main("client", tests, argc, argv);
+}
