@@ -33,7 +33,8 @@ static void s_usage(void)
     printf("usage: stored [--data-dir DIR] [--map-size MIB] [service options]\n\n"
            "Serves the svc key-value store, locks and leader election as \"svc.store\".\n\n"
            "stored options (flag, environment variable):\n"
-           "  --data-dir DIR               " KV_ENV_DIR "          LMDB files (default " KV_DEFAULT_DIR ")\n"
+           "  --data-dir DIR               " KV_ENV_DIR "          LMDB files (default $SVC_STATE_DIR/store,\n"
+           "                                                      set by the supervisor; else " KV_DEFAULT_DIR ")\n"
            "  --map-size MIB               " KV_ENV_MAP "     largest store size (default %d)\n"
            "  (--workers defaults to " KV_WORKERS " here: each write waiting for its commit holds one)\n\n",
            KV_DEFAULT_MAP);
@@ -56,8 +57,15 @@ static int s_map_size(const char *v, size_t *out)
 /* Takes stored's own flags out of argv (the rest go to libsvc); 0, 64 on a bad one. */
 static int s_flags(int *argc, char **argv, kv_flags *f)
 {
-    const char *e = getenv(KV_ENV_DIR);
-    f->dir = e && *e ? e : KV_DEFAULT_DIR;
+    /* Default: the supervisor's state directory, else the installed path. */
+    static char state_dir[4096];
+    const char *e = getenv(KV_ENV_DIR), *st = getenv("SVC_STATE_DIR");
+    f->dir = KV_DEFAULT_DIR;
+    if (e && *e)
+        f->dir = e;
+    else if (st && *st && (size_t)snprintf(state_dir, sizeof state_dir, "%s/store", st) <
+                               sizeof state_dir)
+        f->dir = state_dir;
     f->map_mb = KV_DEFAULT_MAP;
     if ((e = getenv(KV_ENV_MAP)) && *e && s_map_size(e, &f->map_mb) < 0)
         return 64;
