@@ -18,8 +18,8 @@
 # lines, bench/measure.h), and say in bench/report.py's COMPARE what its
 # rows are compared with.
 #
-# Environment: BENCH_SECONDS (per run, default 2), BENCH_SIZE (payload
-# bytes, default 64), BENCH_ROUNDS (default 3), BENCH_ONLY (a regular
+# Environment: BENCH_SECONDS (per run, default 1), BENCH_SIZE (payload
+# bytes, default 64), BENCH_ROUNDS (default 5), BENCH_ONLY (a regular
 # expression: only the benches whose command line matches it run).
 # The gRPC rows need build/bin/grpc-bench (`make bench` builds it); without
 # it they are left out with a note.
@@ -34,9 +34,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=$1/bin
 py=/usr/bin/python3
-secs=${BENCH_SECONDS:-2}
+secs=${BENCH_SECONDS:-1}
 size=${BENCH_SIZE:-64}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 only=${BENCH_ONLY:-}
 out=build/bench/results.jsonl
 for p in "$bin/svc-bench" "$bin/registryd"; do
