@@ -45,6 +45,8 @@
 #define S_ID "svc.client"
 #define S_TABLE 1024          /* id hash buckets (chained) */
 #define S_MAX_POLL 256        /* sockets polled at once; more connections wait their turn */
+#define S_FULL_POLL_MS 10     /* how often a round also polls monitors and the watch */
+#define S_SWEEP_MS 1000       /* how often idle connections are checked for loss */
 
 typedef enum s_state { S_CONNECTING, S_SENT, S_BACKOFF, S_DONE } s_state;
 
@@ -99,6 +101,8 @@ struct svc_client {
     svc_future *done_head;     /* callback calls done, callbacks not yet run */
     svc_future *done_tail;
     uint64_t completions;      /* calls completed so far (for svc_client_poll) */
+    int64_t next_full;         /* monotonic ms of the next full poll round (s_pump) */
+    int64_t next_sweep;        /* monotonic ms of the next idle-connection sweep */
     bool closing;              /* svc_client_destroy is running */
     svc_future *table[S_TABLE]; /* S_SENT attempts by id */
 };
@@ -208,6 +212,12 @@ const char *svc_client_registry(const svc_client *c)
 size_t svc_client_pending(const svc_client *c)
 {
     return c->n_pending;
+}
+
+int svc__client_nodes(svc_client *c, const char *service, int64_t deadline, svc__node **nodes,
+                      size_t *n, svc_error *err)
+{
+    return svc__regcache_nodes(c->cache, service, deadline, nodes, n, err);
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -628,10 +638,13 @@ static void s_answer(svc_client *c, svc_future *f, svc__msg *m)
     s_finish(c, f, 0);
 }
 
-/* Reads every message waiting on k and hands answers to their calls. */
+/*
+ * Reads the messages waiting on k and hands answers to their calls, while
+ * any call waits on k (what comes later is only late answers: read then).
+ */
 static void s_conn_read(svc_client *c, svc__conn *k)
 {
-    for (;;) {
+    while (k->inflight) {
         svc__msg m;
         char why[128] = "";
         int rc = svc__msg_recv(k->sock, &m, ZMQ_DONTWAIT, false, why, sizeof why);
@@ -719,12 +732,23 @@ static void s_conn_waiters(svc_client *c, svc__conn *k)
     }
 }
 
-/* Closes lost connections that no call uses any more. */
+/*
+ * Closes lost connections that no call uses any more: at once those lost
+ * with calls on them; idle ones (a node that went away between calls,
+ * which ZeroMQ would retry for ever) when a sweep every S_SWEEP_MS reads
+ * their monitors.
+ */
 static void s_conn_sweep(svc_client *c)
 {
+    int64_t now = svc__now_ms();
+    bool idle_too = now >= c->next_sweep;
+    if (idle_too)
+        c->next_sweep = now + S_SWEEP_MS;
     for (svc__conn *k = c->conns, *next; k; k = next) {
         next = k->next;
-        if (k->lost_at && !k->inflight && !k->waiting)
+        if (k->inflight || k->waiting)
+            continue;
+        if (k->lost_at || (idle_too && svc__conn_events(k)))
             s_conn_drop(c, k);
     }
 }
@@ -733,47 +757,68 @@ static void s_conn_sweep(svc_client *c)
  * One round of I/O: waits for sockets or the next timer, at most until
  * `until` (monotonic ms; -1 = no limit but the calls' own), reads answers,
  * moves connections, timers and the registry watch on, then runs callbacks.
+ *
+ * Every socket zmq_poll watches costs it a syscall, so most rounds watch
+ * only the DEALERs with calls on them; a "full" round, at most every
+ * S_FULL_POLL_MS, also watches their monitors (drops) and the registry
+ * watch (events).  A drop is therefore seen within S_FULL_POLL_MS.
  */
 static void s_pump(svc_client *c, int64_t until)
 {
     zmq_pollitem_t items[S_MAX_POLL + 2];
-    svc__conn *owners[S_MAX_POLL / 2];
-    int n = 0;
+    struct { svc__conn *k; int mon; } owners[S_MAX_POLL];
+    int n = 0, no = 0;
+    int64_t now = svc__now_ms();
+    bool full = now >= c->next_full;
+    if (full)
+        c->next_full = now + S_FULL_POLL_MS;
     for (svc__conn *k = c->conns; k && n + 2 <= S_MAX_POLL; k = k->next) {
         if (!k->inflight && !k->waiting)
             continue;
-        owners[n / 2] = k;
+        owners[no].k = k;
+        owners[no].mon = -1;
         items[n++] = (zmq_pollitem_t){ k->sock, 0, ZMQ_POLLIN | (k->waiting ? ZMQ_POLLOUT : 0), 0 };
-        items[n++] = (zmq_pollitem_t){ k->mon, 0, ZMQ_POLLIN, 0 };
+        if (full || k->waiting) {
+            owners[no].mon = n;
+            items[n++] = (zmq_pollitem_t){ k->mon, 0, ZMQ_POLLIN, 0 };
+        }
+        no++;
     }
     int nconn = n;
-    n += svc__regcache_pollitems(c->cache, items + n);
+    int nwatch = full ? svc__regcache_pollitems(c->cache, items + n) : 0;
+    n += nwatch;
 
-    int64_t now = svc__now_ms();
     int64_t due = s_next_due(c);
     if (until >= 0 && (due < 0 || until < due))
         due = until;
+    if (!full && c->n_pending && (due < 0 || c->next_full < due))
+        due = c->next_full;   /* come back for a full round */
     long wait = due < 0 ? -1 : due <= now ? 0 : due - now > 1 << 30 ? 1 << 30 : (long)(due - now);
     if (!c->n_pending && wait < 0)
         wait = 0;   /* nothing to wait for */
     int got = zmq_poll(items, n, wait);
     if (got < 0 && errno != EINTR)
         svc_warn("poll failed\terror=\"%s\"", strerror(errno));
-    for (int i = 0; got > 0 && i < nconn; i += 2) {
-        svc__conn *k = owners[i / 2];
-        if (items[i].revents & ZMQ_POLLIN)
+    for (int i = 0, it = 0; i < no; i++) {
+        svc__conn *k = owners[i].k;
+        if (got > 0 && (items[it].revents & ZMQ_POLLIN))
             s_conn_read(c, k);
-        if (items[i + 1].revents & ZMQ_POLLIN)
+        it += owners[i].mon >= 0 ? 2 : 1;
+        if (got > 0 && owners[i].mon >= 0 && (items[owners[i].mon].revents & ZMQ_POLLIN))
             svc__conn_events(k);
         if (k->lost && !k->lost_at) {
             k->lost_at = svc__now_ms();
             s_conn_read(c, k);   /* what came before the drop */
         }
     }
-    for (int i = 0; i < nconn; i += 2)
-        if (owners[i / 2]->waiting)
-            s_conn_waiters(c, owners[i / 2]);
-    svc__regcache_io(c->cache);
+    for (int i = 0; i < no; i++)
+        if (owners[i].k->waiting)
+            s_conn_waiters(c, owners[i].k);
+    bool watch_ready = full && !nwatch;   /* not open: let it take its next step */
+    for (int i = nconn; i < n; i++)
+        watch_ready |= items[i].revents != 0;
+    if (watch_ready)
+        svc__regcache_io(c->cache);
     s_timers(c);
     s_conn_sweep(c);
     s_run_callbacks(c);
@@ -890,11 +935,11 @@ int svc_call_cb(svc_client *c, const char *service, const char *endpoint, const 
 int svc_future_wait(svc_future *f, int timeout_ms)
 {
     int64_t until = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
-    for (;;) {
+    for (bool pumped = false;; pumped = true) {
         if (f->state == S_DONE)
             return 0;
-        if (until >= 0 && svc__now_ms() >= until)
-            return SVC_ETIMEOUT;
+        if (pumped && until >= 0 && svc__now_ms() >= until)
+            return SVC_ETIMEOUT;   /* (at least one round of I/O, even for 0 ms) */
         s_pump(f->c, until);
     }
 }

@@ -41,6 +41,8 @@
 
 /* After the registry failed, how long stale views are served without asking it again. */
 #define SVC_REGISTRY_RETRY_MS 1000
+/* A lookup reads an open watch itself when nothing read it for this long. */
+#define SVC_WATCH_READ_MS 10
 /* Pause before a watch that ended or failed to open is tried again. */
 #define SVC_WATCH_RETRY_MS 1000
 
@@ -76,7 +78,12 @@ int svc__regcache_nodes(svc__regcache *r, const char *service, int64_t deadline,
 /* Adds the watch's sockets (0 to 2 items) to items; returns how many. */
 int svc__regcache_pollitems(svc__regcache *r, zmq_pollitem_t *items);
 
-/* Does the watch's pending work without blocking: connecting, events, ending. */
+/*
+ * Does the watch's pending work without blocking: connecting, events,
+ * ending.  The owner calls it when the items of svc__regcache_pollitems are
+ * ready, or when there are none (the watch is not open: it may be due to
+ * connect).  svc__regcache_nodes reads an open watch only through this.
+ */
 void svc__regcache_io(svc__regcache *r);
 
 /* True while the watch is open and settled. */

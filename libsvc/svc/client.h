@@ -235,7 +235,7 @@ int svc_call_async(svc_client *c, const char *service, const char *endpoint,
  * until it has, which the call's deadline bounds).  Every other call of the
  * client progresses meanwhile, and callbacks (svc_call_cb) may run.
  * Returns 0 when f is done, SVC_ETIMEOUT when timeout_ms passed first (f
- * stays pending).
+ * stays pending).  Always does at least one round of I/O, even for 0.
  */
 int svc_future_wait(svc_future *f, int timeout_ms);
 
@@ -271,7 +271,7 @@ void svc_future_destroy(svc_future **f);
  * returns: take what you keep (e.g. move reply->body out and set it NULL).
  * Runs inside this client's svc_client_poll / svc_future_wait /
  * svc_future_ready / synchronous calls, never inside svc_call_cb itself; it
- * may start new calls, and wait on them.
+ * may start new calls, and wait on them, but must not destroy the client.
  */
 typedef void (*svc_done_fn)(void *arg, int rc, svc_reply *reply, svc_error *err);
 
