@@ -59,7 +59,7 @@ static void *s_arena_alloc(void *data, size_t size)
     return b->data;
 }
 
-/* Parts are given back all at once (svc__arena_free). */
+/* Parts are given back all at once (s_arena_free). */
 static void s_arena_free_part(void *data, void *p)
 {
 }
