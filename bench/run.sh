@@ -227,6 +227,46 @@ for transport in tcp ipc; do
     for p in "${servers[@]}"; do stop "$p"; done
 done
 
+# Streams: one-way messages per second, svc against bare ZeroMQ PUSH/PULL
+# (bench/stream.c); their own files, stream-N.jsonl, and table (stream_report.py).
+sn=0
+stream_client() {
+    local pid
+    sn=$((sn + 1))
+    timeout $((${secs%.*} + 20)) "$bin/svc-bench" "$@" --seconds "$secs" --size "$size" \
+        >"$tmp/stream-$sn.jsonl" 2>>"$tmp/client.log" &
+    pid=$!
+    pids+=($pid)
+    wait "$pid" || { forget "$pid"; fail "svc-bench $1 failed"; }
+    forget "$pid"
+}
+for t in tcp ipc; do
+    if [ $t = tcp ]; then
+        src_addr=tcp://127.0.0.1:$(free_port)
+        str_addr=tcp://127.0.0.1:$(free_port)
+    else
+        src_addr=ipc://$tmp/source.ipc
+        str_addr=ipc://$tmp/stream.ipc
+    fi
+    "$bin/svc-bench" raw-source "$src_addr" --size "$size" >"$tmp/src-$t.addr" 2>"$tmp/src-$t.log" &
+    src_pid=$!
+    pids+=($src_pid)
+    "$bin/svc-bench" stream-source --name "bench.stream.$t" --address "$str_addr" \
+        --registry "$registry" --log-level warn 2>"$tmp/stream-$t.log" &
+    str_pid=$!
+    pids+=($str_pid)
+    for i in $(seq 50); do [ -s "$tmp/src-$t.addr" ] && break; sleep 0.1; done
+    [ -s "$tmp/src-$t.addr" ] || fail "raw-source on $src_addr did not start"
+    for r in $(seq "$rounds"); do
+        stream_client raw-sink "$(head -n1 "$tmp/src-$t.addr")"
+        stream_client stream-client --address "$str_addr" --service "bench.stream.$t"
+        stream_client stream-client --address "$str_addr" --service "bench.stream.$t" \
+            --endpoint Stream.Sink
+    done
+    stop "$src_pid"
+    stop "$str_pid"
+done
+
 echo "make bench: ${size}-byte payloads, loopback tcp and ipc (unix sockets), median of $rounds" \
      "rounds of ${secs} s runs (after 0.5 s warm-up each); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  raw-zmq: bare DEALER/ROUTER echo (the floor); svc-unary-pb/-json: bench.echo Echo.Call" \
@@ -239,4 +279,12 @@ echo "  grpc-unary: gRPC C++ async echo, same messages (the peer)."
 echo
 "$py" bench/report.py "$out" "$tmp"/r*.jsonl
 echo
+echo "svc-bench streams: messages per second one way, ${size}-byte payload, one stream," \
+     "median of $rounds rounds (raw-oneway: bare ZeroMQ PUSH/PULL, one frame per message)"
+"$py" bench/stream_report.py "$out" "$tmp"/stream-*.jsonl
+echo
 echo "wrote $out"
+bench/broker.sh "$1"
+
+echo
+bench/supervisor.sh "$1"   # supervisor restart latency vs s6, runit, supervisord; footprint; idle CPU

@@ -5,6 +5,7 @@
  *   svc-bench raw-client ADDR [flags]      bare DEALER round trips, --in-flight N
  *   svc-bench bench-echo [svc options]     svc service "bench.echo", Echo.Call
  *   svc-bench svc-client [flags]           svc calls by name, --in-flight N
+ *   svc-bench hotpath [flags]              ns per call of tracing and endpoint stats
  *
  * Clients print one JSON object per line on stdout:
  *   {"bench":"svc-unary.tcp","value":...,"unit":"calls/s",...}
@@ -16,8 +17,10 @@
 #include <string.h>
 
 #include "echo.h"
+#include "hotpath.h"
 #include "raw.h"
 #include "svccall.h"
+#include "stream.h"
 
 static const struct {
     const char *name;                 /* subcommand */
@@ -28,6 +31,11 @@ static const struct {
     { "raw-client", bm_raw_client, "bare ZeroMQ round trips per second, N in flight" },
     { "bench-echo", bm_echo_service, "svc service \"bench.echo\" with endpoint Echo.Call" },
     { "svc-client", bm_svc_client, "svc unary calls per second by name, N in flight" },
+    { "stream-source", bm_stream_service, "svc service \"bench.stream\": Stream.Source, Stream.Sink" },
+    { "stream-client", bm_stream_client, "svc stream messages per second, one way" },
+    { "raw-source", bm_raw_source, "bare ZeroMQ PUSH sending as fast as it can" },
+    { "raw-sink", bm_raw_sink, "bare ZeroMQ one-way messages per second (PULL)" },
+    { "hotpath", bm_hotpath, "ns per call added by tracing and endpoint stats (in-process)" },
     { NULL, NULL, NULL },
 };
 

@@ -34,6 +34,7 @@
 #include "regcache.h"
 #include "retry.h"
 #include "selector.h"
+#include "trace_int.h"
 #include "zctx.h"
 
 #include <errno.h>
@@ -105,6 +106,7 @@ struct svc_client {
     int64_t next_sweep;        /* monotonic ms of the next idle-connection sweep */
     bool closing;              /* svc_client_destroy is running */
     svc_future *table[S_TABLE]; /* S_SENT attempts by id */
+    svc__cwraps wraps;         /* call wrappers (wrap.c) */
 };
 
 int64_t svc_now_ms(void)
@@ -207,6 +209,16 @@ int svc_client_set_meta(svc_client *c, const char *key, const char *value)
 const char *svc_client_registry(const svc_client *c)
 {
     return c->registry;
+}
+
+svc__cwraps *svc__client_wraps(svc_client *c)
+{
+    return &c->wraps;
+}
+
+const svc_meta *svc__client_meta(const svc_client *c)
+{
+    return &c->meta;
 }
 
 size_t svc_client_pending(const svc_client *c)
@@ -909,10 +921,32 @@ static int s_call_start(svc_client *c, const char *service, const char *endpoint
     f->len = len;
     f->fn = fn;
     f->arg = arg;
+    /* On a thread handling a request the call ends with that request's
+     * deadline at the latest (s_attempt answers 408 unsent once it passed). */
+    const svc__logctx *cur = svc__logctx_get();
+    if (cur && cur->deadline >= 0 && cur->deadline < f->deadline)
+        f->deadline = cur->deadline;
     if (out)
         *out = f;
     s_start(c, f, body, o);
     return 0;
+}
+
+/*
+ * The asynchronous entry points: the call carries trace ids (continuing
+ * the thread's trace, svc/trace.h) as a synchronous one does, but runs no
+ * wrappers (a wrapper brackets a whole call on one stack, svc/wrap.h).
+ */
+static int s_call_traced(svc_client *c, const char *service, const char *endpoint,
+                         const void *body, size_t len, const svc_call_opts *opts,
+                         svc_done_fn fn, void *arg, svc_future **out)
+{
+    if (!c)
+        return SVC_EINVAL;
+    svc_call_opts o = opts ? *opts : (svc_call_opts){ 0 };
+    svc__trace_meta tm;
+    o.meta = svc__trace_call_meta(o.meta, svc__client_meta(c), &tm);
+    return s_call_start(c, service, endpoint, body, len, &o, fn, arg, out);
 }
 
 int svc_call_async(svc_client *c, const char *service, const char *endpoint,
@@ -921,7 +955,7 @@ int svc_call_async(svc_client *c, const char *service, const char *endpoint,
     if (!out)
         return SVC_EINVAL;
     *out = NULL;
-    return s_call_start(c, service, endpoint, body, len, opts, NULL, NULL, out);
+    return s_call_traced(c, service, endpoint, body, len, opts, NULL, NULL, out);
 }
 
 int svc_call_cb(svc_client *c, const char *service, const char *endpoint, const void *body,
@@ -929,7 +963,7 @@ int svc_call_cb(svc_client *c, const char *service, const char *endpoint, const 
 {
     if (!fn)
         return SVC_EINVAL;
-    return s_call_start(c, service, endpoint, body, len, opts, fn, arg, NULL);
+    return s_call_traced(c, service, endpoint, body, len, opts, fn, arg, NULL);
 }
 
 int svc_future_wait(svc_future *f, int timeout_ms)
@@ -1035,13 +1069,13 @@ void svc_client_destroy(svc_client **cp)
 
 /* ---- synchronous calls ------------------------------------------------------------- */
 
-int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint,
-                        const void *body, size_t len, const svc_call_opts *opts,
-                        svc_reply *out, svc_error *err)
+int svc__client_call_raw(svc_client *c, const char *service, const char *endpoint,
+                         const void *body, size_t len, const svc_call_opts *opts,
+                         svc_reply *out, svc_error *err)
 {
     memset(out, 0, sizeof *out);
     svc_future *f;
-    int rc = svc_call_async(c, service, endpoint, body, len, opts, &f);
+    int rc = s_call_start(c, service, endpoint, body, len, opts, NULL, NULL, &f);
     if (rc < 0) {
         svc_error_set(err, S_ID, 500, "%s", svc_strerror(rc));
         return rc;

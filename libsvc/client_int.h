@@ -7,6 +7,7 @@
 #include "svc/client.h"
 #include "selector.h"
 #include "wire.pb-c.h"
+#include "wrap_int.h"
 
 /*
  * The header metadata of a call: the client's pairs, then extra's (which
@@ -15,6 +16,21 @@
  * out-of-memory.
  */
 Svc__MetadataEntry **svc__client_header_meta(const svc_client *c, const svc_meta *extra, size_t *n);
+
+/*
+ * The call itself, under the wrappers: svc_client_call_raw (wrap.c) sets
+ * the trace ids and runs the client's wrappers, and the innermost one
+ * calls this.  Same contract as svc_client_call_raw.
+ */
+int svc__client_call_raw(svc_client *c, const char *service, const char *endpoint,
+                         const void *body, size_t len, const svc_call_opts *opts,
+                         svc_reply *out, svc_error *err);
+
+/* The client's wrapper chain (wrap.c); borrowed for the client's life. */
+svc__cwraps *svc__client_wraps(svc_client *c);
+
+/* The client's default metadata (svc_client_set_meta); borrowed. */
+const svc_meta *svc__client_meta(const svc_client *c);
 
 /*
  * The nodes of service from the client's registry cache (watched, fetched

@@ -4,7 +4,11 @@
  * is busy.
  */
 #include "service_int.h"
+#include "epstats.h"
 #include "debug.pb-c.h"
+
+#include <errno.h>
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +44,39 @@ static void s_proc(uint64_t *rss, uint32_t *threads)
     }
 }
 
+static uint32_t s_u32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+/* One EndpointStats per endpoint (epstats.h); freed with the response. */
+static int s_endpoints(svc_service *s, Svc__Debug__StatsResponse *out)
+{
+    out->endpoints = calloc(s->n_eps ? s->n_eps : 1, sizeof *out->endpoints);
+    if (!out->endpoints)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n_eps; i++) {
+        const svc__epstats *st = s->eps[i].stats;
+        Svc__Debug__EndpointStats *e = malloc(sizeof *e);
+        if (!e)
+            return -ENOMEM;
+        svc__debug__endpoint_stats__init(e);
+        out->endpoints[out->n_endpoints++] = e;
+        e->name = strdup(s->eps[i].name);
+        if (!e->name)
+            return -ENOMEM;
+        /* finished before started: a request may end between the two loads. */
+        uint64_t done = atomic_load_explicit(&st->finished, memory_order_acquire);
+        uint64_t started = atomic_load_explicit(&st->started, memory_order_relaxed);
+        e->requests = started;
+        e->errors = atomic_load_explicit(&st->errors, memory_order_relaxed);
+        e->inflight = s_u32(started > done ? started - done : 0);
+        e->p50_us = s_u32(svc__epstats_quantile(st, 0.50));
+        e->p99_us = s_u32(svc__epstats_quantile(st, 0.99));
+    }
+    return 0;
+}
+
 static int s_stats(svc_ctx *ctx, const void *req, void *rsp)
 {
     Svc__Debug__StatsResponse *out = rsp;
@@ -51,7 +88,7 @@ static int s_stats(svc_ctx *ctx, const void *req, void *rsp)
     out->requests = atomic_load(&s->requests);
     out->errors = atomic_load(&s->errors);
     out->inflight = atomic_load(&s->inflight);
-    return 0;
+    return s_endpoints(s, out);
 }
 
 void svc__debug_add(svc_service *s)

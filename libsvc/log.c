@@ -1,5 +1,6 @@
 /* libsvc/log.c — logfmt lines on stderr.  See svc/log.h. */
 #include "svc/log.h"
+#include "log_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,6 +12,24 @@
 
 static char s_name[64];
 static int s_level = -1;
+static __thread const svc__logctx *s_ctx;   /* trace context of this thread's lines */
+
+const svc__logctx *svc__logctx_set(const svc__logctx *c)
+{
+    const svc__logctx *prev = s_ctx;
+    s_ctx = c;
+    return prev;
+}
+
+const svc__logctx *svc__logctx_get(void)
+{
+    return s_ctx;
+}
+
+const char *svc_trace_current(void)
+{
+    return s_ctx && s_ctx->trace[0] ? s_ctx->trace : NULL;
+}
 
 void svc_log_set_name(const char *name)
 {
@@ -95,6 +114,13 @@ void svc_log(svc_log_level level, const char *fmt, ...)
     pos = s_quote(line, pos, cap, text);
     if (fields && pos < cap) {
         int m = snprintf(line + pos, cap - pos, " %s", fields);
+        if (m > 0)
+            pos += (size_t)m < cap - pos ? (size_t)m : cap - pos;
+    }
+    /* Ids in a context are validated ([0-9A-Za-z_-]): no quoting needed. */
+    if (s_ctx && s_ctx->trace[0] && pos < cap) {
+        int m = snprintf(line + pos, cap - pos, " trace=%s%s%s", s_ctx->trace,
+                         s_ctx->span[0] ? " span=" : "", s_ctx->span);
         if (m > 0)
             pos += (size_t)m < cap - pos ? (size_t)m : cap - pos;
     }

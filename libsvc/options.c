@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef int (*s_apply_fn)(svc_service *s, const char *value, const char *name);
 
@@ -111,6 +112,22 @@ static int o_log(svc_service *s, const char *v, const char *n)
     return 0;
 }
 
+static int o_log_requests(svc_service *s, const char *v, const char *n)
+{
+    static const char *yes[] = { "1", "true", "yes", "on", NULL };
+    static const char *no[] = { "0", "false", "no", "off", NULL };
+    for (int i = 0; yes[i] && no[i]; i++) {
+        if (strcasecmp(v, yes[i]) == 0 || strcasecmp(v, no[i]) == 0) {
+            s->log_requests = strcasecmp(v, yes[i]) == 0;
+            return 0;
+        }
+    }
+    fprintf(stderr, "%s: invalid value \"%s\" for %s: want 1 or 0 (true/false, yes/no, on/off)\n",
+            program_invocation_short_name, v, n);
+    return SVC_EINVAL;
+}
+
+/* arg NULL: a flag without a value, applied as "1". */
 static const s_option s_options[] = {
     { "name", "SVC_NAME", "NAME", o_name, "service name" },
     { "version", "SVC_VERSION", "V", o_version, "service version (default latest)" },
@@ -124,6 +141,7 @@ static const s_option s_options[] = {
     { "drain-timeout", "SVC_DRAIN_TIMEOUT", "SECONDS", o_drain, "on stop, wait this long for requests in flight (default 10)" },
     { "send-hwm", "SVC_SEND_HWM", "N", o_hwm, "messages queued per caller before its streams end with 429 (default 10000)" },
     { "log-level", "SVC_LOG_LEVEL", "LEVEL", o_log, "debug, info, warn or error (default info)" },
+    { "log-requests", "SVC_LOG_REQUESTS", NULL, o_log_requests, "log every request and onward call, with trace ids (env: 1 or 0)" },
     { NULL, NULL, NULL, NULL, NULL },
 };
 
@@ -133,11 +151,24 @@ static void s_usage(const svc_service *s)
            program_invocation_short_name, s->name);
     for (const s_option *o = s_options; o->flag; o++) {
         char left[64];
-        snprintf(left, sizeof left, "--%s %s", o->flag, o->arg);
+        snprintf(left, sizeof left, "--%s%s%s", o->flag, o->arg ? " " : "", o->arg ? o->arg : "");
         printf("  %-28s %-22s %s\n", left, o->env, o->help);
     }
     printf("  %-28s %-22s %s\n", "--help", "", "show this help");
     printf("\nStops cleanly on SIGTERM or SIGINT: deregisters, then finishes requests in flight.\n");
+}
+
+/* True when arg is "--FLAG=..." for a FLAG of the table that takes no value. */
+static bool s_is_bare_flag_with_value(const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || strncmp(arg, "--", 2) != 0)
+        return false;
+    for (const s_option *o = s_options; o->flag; o++)
+        if (!o->arg && strlen(o->flag) == (size_t)(eq - arg - 2) &&
+            strncmp(o->flag, arg + 2, (size_t)(eq - arg - 2)) == 0)
+            return true;
+    return false;
 }
 
 int svc__options_parse(svc_service *s, int argc, char **argv)
@@ -155,7 +186,7 @@ int svc__options_parse(svc_service *s, int argc, char **argv)
     struct option longs[N + 1];
     int i = 0;
     for (const s_option *o = s_options; o->flag; o++, i++)
-        longs[i] = (struct option){ o->flag, required_argument, NULL, i };
+        longs[i] = (struct option){ o->flag, o->arg ? required_argument : no_argument, NULL, i };
     longs[i++] = (struct option){ "help", no_argument, NULL, 'h' };
     longs[i] = (struct option){ NULL, 0, NULL, 0 };
 
@@ -174,13 +205,16 @@ int svc__options_parse(svc_service *s, int argc, char **argv)
             const char *bad = argv[optind - 1];
             if (c == ':')
                 fprintf(stderr, "%s: option \"%s\" needs a value\n", program_invocation_short_name, bad);
+            else if (s_is_bare_flag_with_value(bad))
+                fprintf(stderr, "%s: option \"%.*s\" takes no value\n",
+                        program_invocation_short_name, (int)(strchr(bad, '=') - bad), bad);
             else
                 fprintf(stderr, "%s: unknown option \"%s\" (see --help)\n", program_invocation_short_name, bad);
             return SVC_EINVAL;
         }
         char flag[80];
         snprintf(flag, sizeof flag, "--%s", s_options[c].flag);
-        if (s_options[c].apply(s, optarg, flag) < 0)
+        if (s_options[c].apply(s, optarg ? optarg : "1", flag) < 0)
             return SVC_EINVAL;
     }
     if (optind < argc) {

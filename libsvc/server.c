@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,8 +25,10 @@ void svc__out_free(svc__out *o)
     if (!o)
         return;
     zmq_msg_close(&o->route);
-    free(o->hdr);
-    free(o->body);
+    if (!o->one_block) {
+        free(o->hdr);
+        free(o->body);
+    }
     if (o->stream)
         svc__stream_unref(o->stream);
     free(o);
@@ -83,7 +86,7 @@ svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code
 static void s_drain_in(svc_service *s);
 
 /* Logs bad input at most about 10 times a second, so a flood cannot flood the log. */
-static void s_log_bad(svc_service *s, const char *what, const char *why)
+void svc__server_log_bad(svc_service *s, const char *what, const char *why)
 {
     int64_t now = svc__now_ms();
     if (now - atomic_load(&s->log_window) >= 1000) {
@@ -154,7 +157,7 @@ static void s_retry_later(svc_service *s, svc__out *o)
  */
 static void s_stream_overflow(svc_service *s, svc_stream *st)
 {
-    atomic_store(&st->closed, true);
+    svc__stream_mark_closed(st);
     svc_error e = SVC_ERROR_INIT;
     svc_error_set(&e, s->name, 429, "stream receiver too slow: more than %d messages behind; "
                   "messages were dropped", s->send_hwm);
@@ -164,7 +167,7 @@ static void s_stream_overflow(svc_service *s, svc_stream *st)
         c->since = svc__now_ms();
         s_retry_later(s, c);
     }
-    s_log_bad(s, "stream receiver too slow", "ended with 429");
+    svc__server_log_bad(s, "stream receiver too slow", "ended with 429");
 }
 
 /* svc__server_send; check: re-read ZMQ_EVENTS after the send (see s_put). */
@@ -180,14 +183,14 @@ static bool s_send(svc_service *s, svc__out *o, bool check)
         s_stream_overflow(s, o->stream);
     } else if (rc < 0) {
         if (o->stream)
-            atomic_store(&o->stream->closed, true);
+            svc__stream_mark_closed(o->stream);
         if (rc != -EHOSTUNREACH && rc != -ENOTSOCK)
-            s_log_bad(s, "answer dropped", zmq_strerror(-rc));
+            svc__server_log_bad(s, "answer dropped", zmq_strerror(-rc));
     }
     if (o->is_error)
         atomic_fetch_add(&s->errors, 1);
     if (o->stream && (o->ends_stream || atomic_load(&o->stream->closed))) {
-        atomic_store(&o->stream->closed, true);
+        svc__stream_mark_closed(o->stream);
         svc__stream_unlist(s, o->stream);
     }
     svc__out_free(o);
@@ -264,8 +267,11 @@ void svc__server_push(svc_service *s, svc__out *o)
         svc__out_free(o);
         return;
     }
+    /* Only the first out of a batch wakes the loop: it takes them all. */
+    bool first = s->n_out == 0;
     svc__out_append(s, o);
-    ev_async_send(s->loop, &s->wake);
+    if (first)
+        ev_async_send(s->loop, &s->wake);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -346,9 +352,20 @@ static void s_on_call(svc_service *s, svc__msg *m)
                       s->name);
         goto out_close;
     }
-    if (stream != (ep->sfn != NULL)) {
+    if (stream != (ep->sfn != NULL || ep->iofn != NULL)) {
         s_reply_error(s, m, 400, "endpoint \"%s\" %s", h->endpoint,
                       stream ? "is not a stream endpoint" : "is a stream: open it as a stream");
+        goto out_close;
+    }
+    if (stream && ep->iofn && blen > 0) {
+        s_reply_error(s, m, 400, "stream open of \"%s\" carries a body: a %s stream sends its "
+                      "messages as STREAM_DATA", h->endpoint, svc_stream_kind_name(ep->kind));
+        goto out_close;
+    }
+    if (stream && svc__stream_find(s, svc__msg_route(m), h->id)) {
+        char n[32];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)h->id);
+        s_reply_error(s, m, 409, "stream id %s is already open on this connection%s", n, "");
         goto out_close;
     }
     if (stream && s->n_streams >= SVC_MAX_STREAMS) {
@@ -370,7 +387,8 @@ static void s_on_call(svc_service *s, svc__msg *m)
     j->ep = ep;
     j->deadline = h->timeout_ms ? svc__now_ms() + h->timeout_ms : -1;
     if (stream) {
-        j->stream = svc__stream_new(s, svc__msg_route(&j->msg), h->id, h->content_type, ep->rsp);
+        j->stream = svc__stream_new(s, svc__msg_route(&j->msg), h->id, h->content_type, ep,
+                                    h->credit);
         if (!j->stream) {
             svc__out *o = svc__error_out(s, svc__msg_route(&j->msg), h->id, 500, "out of memory");
             if (o)
@@ -397,13 +415,23 @@ static void s_on_call(svc_service *s, svc__msg *m)
         if (o)
             svc__server_send(s, o);
         if (j->stream) {
-            atomic_store(&j->stream->closed, true);
+            svc__stream_mark_closed(j->stream);
             svc__stream_unlist(s, j->stream);
         }
         svc__job_free(j);
         return;
     }
+    svc_stream *grant = j->stream && ep->iofn ? j->stream : NULL;
+    if (grant)
+        svc__stream_ref(grant);
     s_enqueue(s, j);
+    if (grant) {
+        /* The server's first message: the client's initial credit (9.6). */
+        svc__out *o = svc__stream_credit_out(grant, SVC_STREAM_WINDOW);
+        if (o)
+            svc__server_send(s, o);
+        svc__stream_unref(grant);
+    }
     return;
 
 out_close:
@@ -455,7 +483,7 @@ static void s_drain_in(svc_service *s)
         if (rc < 0 && rc != SVC_EPROTO)
             return;
         if (rc == SVC_EPROTO) {
-            s_log_bad(s, "malformed message", why);
+            svc__server_log_bad(s, "malformed message", why);
             /* Answer in our protocol only if the peer speaks it. */
             zmq_msg_t *sig = m.nframes > 1 ? &m.frames[1] : NULL;
             if (sig && zmq_msg_size(sig) == SVC_WIRE_SIGNATURE_LEN &&
@@ -483,8 +511,13 @@ static void s_drain_in(svc_service *s)
             svc__streams_cancel(s, svc__msg_route(&m), m.hdr->id);
             svc__msg_close(&m);
             break;
+        case SVC__KIND__STREAM_DATA:
+        case SVC__KIND__STREAM_CLOSE:
+        case SVC__KIND__STREAM_CREDIT:
+            svc__stream_on_msg(s, &m);
+            break;
         default:
-            /* STREAM_DATA/CLOSE/CREDIT from a client of a server-stream, PONG: nothing to do. */
+            /* RESPONSE, ERROR, PONG from a client: nothing to do. */
             svc__msg_close(&m);
             break;
         }
@@ -558,6 +591,12 @@ static void s_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     svc_info("stopping\tsignal=%d", w->signum);
     if (s->state == SVC__SERVING)
         svc__server_begin_drain(s);
+}
+
+/* Pings the watchdog from the loop thread: a stalled loop stops the pings. */
+static void s_on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    sd_notify(0, "WATCHDOG=1");
 }
 
 static void s_on_dereg_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -649,6 +688,14 @@ int svc__server_start(svc_service *s)
     s->dereg_timer.data = s;
     ev_timer_init(&s->drain_timer, s_on_drain_timeout, (double)s->drain_s + 3.0, 0.);
     s->drain_timer.data = s;
+    uint64_t wd_usec = 0;
+    ev_timer_init(&s->watchdog, s_on_watchdog, 0., 0.);
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+        double every = (double)wd_usec / 2e6;
+        ev_timer_set(&s->watchdog, every, every);
+        ev_timer_start(s->loop, &s->watchdog);
+        sd_notify(0, "WATCHDOG=1");
+    }
     pthread_mutex_lock(&s->mu);
     s->out_open = true;
     pthread_mutex_unlock(&s->mu);
@@ -671,6 +718,7 @@ void svc__server_stop(svc_service *s)
     ev_signal_stop(s->loop, &s->sigint);
     ev_timer_stop(s->loop, &s->dereg_timer);
     ev_timer_stop(s->loop, &s->drain_timer);
+    ev_timer_stop(s->loop, &s->watchdog);
     if (s->router) {
         /* Send what the workers left, then end open streams. */
         pthread_mutex_lock(&s->mu);
@@ -690,10 +738,12 @@ void svc__server_stop(svc_service *s)
          * queues: close with a bounded linger and wait for them to leave.
          * libzmq 4.3's linger does not cover a large message its engine is
          * still writing (libzmq issues 1922, 4660), so first pause in
-         * proportion to what the drain sent: 20 ms + 1 ms per 50 KB. */
+         * proportion to what the drain sent: 20 ms + 1 ms per 10 KB (as slow
+         * as 10 MB/s: the pace of ZeroMQ's I/O thread on a loaded machine,
+         * where 50 KB/ms lost a 12 MB answer), within SVC_FLUSH_MS. */
         unsigned long long sent = atomic_load(&s->sent_bytes) - s->drain_sent;
         if (atomic_load(&s->draining) && sent > 0) {
-            long ms = 20 + (long)(sent / 50000);
+            long ms = 20 + (long)(sent / 10000);
             if (ms > SVC_FLUSH_MS)
                 ms = SVC_FLUSH_MS;
             struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };

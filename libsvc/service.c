@@ -63,6 +63,10 @@ svc_service *svc_new(const char *name, int argc, char **argv)
     svc__rand_hex(rnd);
     snprintf(s->node_id, sizeof s->node_id, "%.64s-%.8s", s->name, rnd);
     svc_log_set_name(s->name);
+    if (s->log_requests && svc__wrap_log_requests(s) < 0) {
+        svc_destroy(&s);
+        return NULL;
+    }
     svc__debug_add(s);
     return s;
 }
@@ -74,9 +78,10 @@ static bool s_endpoint_name_ok(const char *e)
 }
 
 static int s_add(svc_service *s, const char *endpoint, svc_handler_fn fn, svc_stream_fn sfn,
+                 svc_stream_io_fn iofn, svc_stream_kind kind,
                  const ProtobufCMessageDescriptor *req, const ProtobufCMessageDescriptor *rsp)
 {
-    if (!s_endpoint_name_ok(endpoint) || !req || !rsp || (!fn && !sfn))
+    if (!s_endpoint_name_ok(endpoint) || !req || !rsp || (!fn && !sfn && !iofn))
         return SVC_EINVAL;
     for (size_t i = 0; i < s->n_eps; i++)
         if (strcmp(s->eps[i].name, endpoint) == 0)
@@ -90,9 +95,14 @@ static int s_add(svc_service *s, const char *endpoint, svc_handler_fn fn, svc_st
         s->cap_eps = cap;
     }
     svc__endpoint *ep = &s->eps[s->n_eps];
-    *ep = (svc__endpoint){ .name = strdup(endpoint), .fn = fn, .sfn = sfn, .req = req, .rsp = rsp };
-    if (!ep->name)
+    *ep = (svc__endpoint){ .name = strdup(endpoint), .fn = fn, .sfn = sfn, .iofn = iofn,
+                           .kind = kind, .req = req, .rsp = rsp,
+                           .stats = calloc(1, sizeof(svc__epstats)) };
+    if (!ep->name || !ep->stats) {
+        free(ep->name);
+        free(ep->stats);
         return -ENOMEM;
+    }
     s->n_eps++;
     return 0;
 }
@@ -100,7 +110,7 @@ static int s_add(svc_service *s, const char *endpoint, svc_handler_fn fn, svc_st
 int svc_handle(svc_service *s, const char *endpoint, svc_handler_fn fn,
                const ProtobufCMessageDescriptor *req, const ProtobufCMessageDescriptor *rsp)
 {
-    return fn ? s_add(s, endpoint, fn, NULL, req, rsp) : SVC_EINVAL;
+    return fn ? s_add(s, endpoint, fn, NULL, NULL, SVC_STREAM_SERVER, req, rsp) : SVC_EINVAL;
 }
 
 int svc_handle_inline(svc_service *s, const char *endpoint, svc_handler_fn fn,
@@ -115,7 +125,16 @@ int svc_handle_inline(svc_service *s, const char *endpoint, svc_handler_fn fn,
 int svc_handle_stream(svc_service *s, const char *endpoint, svc_stream_fn fn,
                       const ProtobufCMessageDescriptor *req, const ProtobufCMessageDescriptor *rsp)
 {
-    return fn ? s_add(s, endpoint, NULL, fn, req, rsp) : SVC_EINVAL;
+    return fn ? s_add(s, endpoint, NULL, fn, NULL, SVC_STREAM_SERVER, req, rsp) : SVC_EINVAL;
+}
+
+int svc_handle_streaming(svc_service *s, const char *endpoint, svc_stream_kind kind,
+                         svc_stream_io_fn fn, const ProtobufCMessageDescriptor *req,
+                         const ProtobufCMessageDescriptor *rsp)
+{
+    if (!fn || (kind != SVC_STREAM_CLIENT && kind != SVC_STREAM_BIDI))
+        return SVC_EINVAL;
+    return s_add(s, endpoint, NULL, NULL, fn, kind, req, rsp);
 }
 
 static int s_replace(char **dst, const char *v)
@@ -203,8 +222,10 @@ static int s_build_registration(svc_service *s)
         e->request = svc__schema(s->eps[i].req);
         e->response = svc__schema(s->eps[i].rsp);
         svc_meta em = SVC_META_INIT;
-        if (s->eps[i].sfn)
+        if (s->eps[i].sfn || s->eps[i].iofn) {
             svc_meta_set(&em, "stream", "true");
+            svc_meta_set(&em, "stream_kind", svc_stream_kind_name(s->eps[i].kind));
+        }
         int rc = s_meta_pb(&em, &e->metadata, &e->n_metadata);
         svc_meta_release(&em);
         if (!e->name || !e->request || !e->response || rc < 0)
@@ -223,7 +244,7 @@ static int s_build_registration(svc_service *s)
     n->address = strdup(s->advertise);
     if (!n->id || !n->address || s_meta_pb(&s->meta, &n->metadata, &n->n_metadata) < 0)
         return -ENOMEM;
-    return 0;
+    return svc__subscribers_describe(s, r);
 }
 
 /* The address others should call: the bound one, with a wildcard host made loopback. */
@@ -266,10 +287,13 @@ int svc_run(svc_service *s)
         svc_error_log("cannot start registrar thread");
         goto out_workers;
     }
+    if (svc__subscribers_start(s) < 0)
+        svc_error_log("cannot start subscriber thread");
     if (atomic_load(&s->stop_requested))
         ev_async_send(s->loop, &s->wake);   /* svc_stop came before the loop could be woken */
     ev_run(s->loop, 0);
     code = 0;
+    svc__subscribers_stop(s);
     svc__registrar_join(s);
     /* End open streams now, so handlers waiting on them see them closed. */
     svc__streams_end_all(s);
@@ -300,8 +324,10 @@ void svc_destroy(svc_service **sp)
     *sp = NULL;
     if (s->abandoned)
         return;   /* abandoned handlers may still use it: leak it to the exit */
-    for (size_t i = 0; i < s->n_eps; i++)
+    for (size_t i = 0; i < s->n_eps; i++) {
         free(s->eps[i].name);
+        free(s->eps[i].stats);
+    }
     free(s->eps);
     free(s->name);
     free(s->version);
@@ -313,6 +339,7 @@ void svc_destroy(svc_service **sp)
     svc_meta_release(&s->svc_meta_);
     if (s->reg_service)
         svc__registry__service__free_unpacked(s->reg_service, NULL);
+    svc__subscribers_free(s);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->sock_mu);
     pthread_cond_destroy(&s->cv);

@@ -9,6 +9,7 @@
  *   registrar.c  the thread that registers, re-registers and deregisters
  *   debug.c      Debug.Health and Debug.Stats
  *   schema.c     endpoint request/response descriptions for the registry
+ *   subscriber.c subscribers declared with svc_subscribe (svc/broker.h)
  *
  * Threads: the loop thread owns the stream list and all libev watchers and
  * receives on the ROUTER; workers take jobs from `jobs` (under `mu`).  A
@@ -29,8 +30,11 @@
 #include <stdint.h>
 
 #include "svc/service.h"
+#include "flow.h"
+#include "epstats.h"
 #include "registry.pb-c.h"
 #include "wire.h"
+#include "wrap_int.h"
 
 #define SVC_MAX_QUEUED_JOBS 4096   /* beyond: answer 503 busy */
 #define SVC_MAX_QUEUED_BYTES (256L * 1024 * 1024)  /* request bytes queued; beyond: 503 busy */
@@ -39,15 +43,19 @@
 #define SVC_FLUSH_MS        2000   /* at stop, how long unsent answers may take to leave */
 #define SVC_MAX_STREAMS     4096   /* open streams per service; beyond: 503 */
 #define SVC_MAX_QUEUED_OUT  65536  /* beyond: stream sends get -EAGAIN */
+#define SVC_STREAM_BUCKETS  1024   /* open streams hash table (power of 2) */
 #define SVC_BLOCKED_US      1000   /* a handler running this long counts as blocked (worker.c) */
 
 typedef struct svc__endpoint {
     char *name;                                /* "Struct.Method", owned */
     svc_handler_fn fn;                         /* unary handler, or NULL */
-    svc_stream_fn sfn;                         /* stream handler, or NULL */
+    svc_stream_fn sfn;                         /* server-stream handler, or NULL */
+    svc_stream_io_fn iofn;                     /* client-stream / bidi handler, or NULL */
+    svc_stream_kind kind;                      /* for stream endpoints */
     const ProtobufCMessageDescriptor *req;     /* request type */
     const ProtobufCMessageDescriptor *rsp;     /* response type */
     bool inline_;                              /* built-in: run on the loop thread */
+    svc__epstats *stats;                       /* counters for Debug.Stats, owned */
 } svc__endpoint;
 
 /* One worker thread, as the wake policy sees it (worker.c). */
@@ -75,20 +83,39 @@ typedef struct svc__out {
     svc_stream *stream;           /* stream this belongs to (holds a ref), or NULL */
     bool ends_stream;             /* STREAM_CLOSE: stream is done after this */
     bool is_error;                /* counts as an error in stats */
+    bool one_block;               /* hdr and body live in o's own allocation (stream data) */
     int64_t since;                /* first send attempt (retried stream ends), monotonic ms */
     struct svc__out *next;
 } svc__out;
+
+/* A message received on a stream, waiting for svc_stream_recv. */
+typedef struct svc__in {
+    zmq_msg_t body;               /* the body frame, moved from the received message */
+    struct svc__in *next;
+} svc__in;
 
 struct svc_stream {
     svc_service *svc;             /* owning service */
     zmq_msg_t route;              /* client routing id */
     uint64_t id;                  /* stream id chosen by the client */
     char *content_type;           /* for every message, owned */
-    const ProtobufCMessageDescriptor *desc;  /* message type sent */
-    atomic_int refs;              /* server list + handler + queued outs */
+    const ProtobufCMessageDescriptor *desc;     /* message type sent */
+    const ProtobufCMessageDescriptor *in_desc;  /* message type received (client/bidi) */
+    const char *ep_name;          /* endpoint, borrowed from the service */
+    svc_stream_kind kind;         /* server, client or bidi */
+    bool is_pb;                   /* content type is protobuf (encoded in place) */
+    void *data_hdr;               /* packed header of every STREAM_DATA we send, owned */
+    size_t data_hlen;             /* its length */
+    atomic_int refs;              /* server table + handler (or job) + queued outs */
     atomic_bool closed;           /* client cancelled / gone, or ended */
-    bool listed;                  /* in svc->streams (loop thread only) */
-    struct svc_stream *next;      /* svc->streams (loop thread only) */
+    atomic_bool ending;           /* its STREAM_CLOSE is queued: the handler sends no more */
+    bool listed;                  /* in svc->stream_tab (loop thread only) */
+    struct svc_stream *next;      /* hash chain in svc->stream_tab (loop thread only) */
+    pthread_mutex_t mu;           /* flow, in_* */
+    pthread_cond_t cv;            /* signalled on data, credit, half-close, end */
+    svc__flow flow;               /* credits both ways, half-close (under mu) */
+    svc__in *in_head, *in_tail;   /* received, not yet recv'd (under mu; <= window) */
+    size_t n_in;                  /* messages in that queue */
 };
 
 typedef enum svc__state {
@@ -122,11 +149,12 @@ struct svc_service {
     ev_async wake;
     ev_signal sigterm, sigint;
     ev_timer drain_timer, dereg_timer;
+    ev_timer watchdog;          /* WATCHDOG=1 every WATCHDOG_USEC/2 when asked (sd_watchdog_enabled) */
     svc__state state;
     bool drain_timed_out;       /* the loop ended with requests in flight */
     bool abandoned;             /* handlers never returned: keep shared state alive */
-    svc_stream *streams;
-    size_t n_streams;           /* in `streams` (loop thread only) */
+    svc_stream *stream_tab[SVC_STREAM_BUCKETS]; /* open streams by id (loop thread only) */
+    size_t n_streams;           /* in `stream_tab` (loop thread only) */
     atomic_llong log_window, log_count; /* rate limit for bad-input logs */
     pthread_mutex_t sock_mu;    /* every use of `router` */
     atomic_bool draining;       /* stop asked: workers always wake the loop */
@@ -162,6 +190,16 @@ struct svc_service {
     atomic_ulong requests, errors;
     atomic_uint inflight;
     Svc__Registry__Service *reg_service;  /* what the registrar registers */
+
+    /* subscribers (subscriber.c) */
+    struct svc__subscriber *subscribers;  /* declared with svc_subscribe, owned */
+    struct svc_broker *broker;  /* their broker client while running */
+    pthread_t sub_thread;       /* subscribes them, retrying until brokerd accepts */
+    bool sub_running, sub_stop; /* sub_stop under mu, signalled on reg_cv */
+    /* wrappers (wrap.c): fixed before svc_run, read by every thread after */
+    svc__hwraps handler_wraps;  /* around every handler */
+    svc__cwraps client_wraps;   /* given to each worker's client */
+    bool log_requests;          /* --log-requests: the log wrappers are installed */
 };
 
 /* options.c */
@@ -187,6 +225,9 @@ void svc__out_free(svc__out *o);
 svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Logs bad input from a peer, at most about 10 lines a second (any thread). */
+void svc__server_log_bad(svc_service *s, const char *what, const char *why);
+
 /* worker.c */
 int svc__workers_start(svc_service *s);
 int svc__workers_stop(svc_service *s, bool bounded);
@@ -204,20 +245,41 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client);
 svc_service *svc__ctx_service(svc_ctx *ctx);
 
 /* stream.c */
+/*
+ * A new stream of endpoint ep, put in the table with refs = 2 (table + job).
+ * credit: the STREAM_OPEN's initial grant for the server's data (0 = none).
+ */
 svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
-                            const char *content_type, const ProtobufCMessageDescriptor *desc);
+                            const char *content_type, const svc__endpoint *ep, uint32_t credit);
 void svc__stream_unref(svc_stream *st);
 void svc__stream_ref(svc_stream *st);
+/* The open stream (route, id), or NULL (loop thread). */
+svc_stream *svc__stream_find(svc_service *s, zmq_msg_t *route, uint64_t id);
 void svc__streams_cancel(svc_service *s, zmq_msg_t *route, uint64_t id);
 void svc__streams_end_all(svc_service *s);  /* loop thread, at stop */
 /* A STREAM_CLOSE of st carrying err, holding a ref to st; NULL on out-of-memory. */
 svc__out *svc__stream_end_out(svc_stream *st, const svc_error *err);
+/* A STREAM_CREDIT of st granting n, holding a ref to st; NULL on out-of-memory. */
+svc__out *svc__stream_credit_out(svc_stream *st, uint32_t n);
 void svc__stream_unlist(svc_service *s, svc_stream *st);
+/* Marks st closed and wakes whoever waits on it (any thread). */
+void svc__stream_mark_closed(svc_stream *st);
+/* STREAM_DATA, STREAM_CLOSE, STREAM_CREDIT from the client (loop thread; takes m). */
+void svc__stream_on_msg(svc_service *s, svc__msg *m);
+/* Runs a client/bidi handler for its stream's whole life and ends the stream. */
+void svc__stream_serve(svc_ctx *ctx, const svc__endpoint *ep, svc_stream *st);
 
 /* registrar.c */
 int svc__registrar_start(svc_service *s);
 void svc__registrar_request_stop(svc_service *s);  /* wakes it to deregister */
 void svc__registrar_join(svc_service *s);
+
+/* subscriber.c */
+typedef struct svc__subscriber svc__subscriber;
+int svc__subscribers_describe(svc_service *s, Svc__Registry__Service *r);  /* adds endpoints */
+int svc__subscribers_start(svc_service *s);   /* after the server serves */
+void svc__subscribers_stop(svc_service *s);   /* joins, closes the broker client */
+void svc__subscribers_free(svc_service *s);   /* at destroy */
 
 /* debug.c */
 void svc__debug_add(svc_service *s);

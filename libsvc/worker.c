@@ -28,6 +28,7 @@ struct svc_ctx {
     svc_client **client;       /* the worker's client slot (lazily created), or NULL */
     svc_client *own_client;    /* made for an inline call, destroyed after */
     svc_error err;             /* set by svc_ctx_error */
+    svc__req *rq;              /* wrapper chain, metadata set by wrappers, trace (wrap.c) */
 };
 
 void svc__job_free(svc__job *j)
@@ -85,7 +86,8 @@ static svc__out *s_answer(svc_service *s, svc__job *j, const ProtobufCMessage *r
     return o;
 }
 
-svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
+/* Decodes, runs the handler through its wrappers (rq), builds the answer. */
+static svc__out *s_handle(svc_service *s, svc__job *j, svc_client **client, svc__req *rq)
 {
     const Svc__Header *h = j->msg.hdr;
     const svc__endpoint *ep = j->ep;
@@ -98,6 +100,23 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
         return s_fail(s, j, 408, what, "");
     }
 
+    svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client,
+                    .rq = rq };
+    if (ep->iofn) {
+        /* Client/bidi stream: requests come by svc_stream_recv (wrappers get
+         * req NULL); the stream ends when the handler returns (stream.c). */
+        svc_stream *st = j->stream;
+        int rc = svc__req_run(rq, &ctx, NULL, st);
+        if (rc != 0 && !svc_error_isset(&ctx.err))
+            svc_error_set(&ctx.err, s->name, 500, "handler of \"%s\" failed: %s", ep->name,
+                          svc_strerror(rc));
+        j->stream = NULL;
+        svc_stream_close(&st, rc != 0 ? &ctx.err : NULL);
+        svc_error_release(&ctx.err);
+        svc_client_destroy(&ctx.own_client);
+        return NULL;
+    }
+
     size_t blen;
     const void *body = svc__msg_body(&j->msg, &blen);
     ProtobufCMessage *req = NULL;
@@ -107,13 +126,12 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
         return s_fail(s, j, 400, what, why);
     }
 
-    svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client };
     svc__out *o = NULL;
     int rc;
     if (ep->sfn) {
         svc_stream *st = j->stream;
         j->stream = NULL;          /* the handler owns the job's reference now */
-        rc = ep->sfn(&ctx, req, st);
+        rc = svc__req_run(rq, &ctx, req, st);
         if (rc == 0)
             goto out;
         /* The handler failed: the stream ends with the error (handler kept no ref). */
@@ -130,7 +148,7 @@ svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
         goto out;
     }
     protobuf_c_message_init(ep->rsp, rsp);
-    rc = ep->fn(&ctx, req, rsp);
+    rc = svc__req_run(rq, &ctx, req, rsp);
     if (rc == 0)
         o = s_answer(s, j, rsp, ct);
     else if (svc_error_isset(&ctx.err))
@@ -144,6 +162,21 @@ out:
     protobuf_c_message_free_unpacked(req, NULL);
     svc_error_release(&ctx.err);
     svc_client_destroy(&ctx.own_client);
+    return o;
+}
+
+/*
+ * Every request, unary or stream open, on a worker or the loop thread: its
+ * trace ids and endpoint stats bracket the work (wrap.c).
+ */
+svc__out *svc__handle(svc_service *s, svc__job *j, svc_client **client)
+{
+    svc__req rq;
+    svc__req_begin(&rq, s, j->ep, j->msg.hdr, j->deadline);
+    svc__out *o = s_handle(s, j, client, &rq);
+    /* No answer: a unary call ran out of memory; a stream handler owns or ended its stream. */
+    bool failed = o ? o->is_error : j->ep->fn != NULL || rq.rc != 0;
+    svc__req_end(&rq, failed);
     return o;
 }
 
@@ -337,7 +370,8 @@ int svc_ctx_error(svc_ctx *ctx, int code, const char *fmt, ...)
 
 const char *svc_ctx_meta(const svc_ctx *ctx, const char *key)
 {
-    return svc__header_meta(ctx->hdr, key);
+    const char *v = ctx->rq ? svc_meta_get(&ctx->rq->meta, key) : NULL;
+    return v ? v : svc__header_meta(ctx->hdr, key);
 }
 
 const char *svc_ctx_endpoint(const svc_ctx *ctx)
@@ -366,8 +400,11 @@ void *svc_ctx_data(const svc_ctx *ctx)
 svc_client *svc_ctx_client(svc_ctx *ctx)
 {
     svc_client **slot = ctx->client ? ctx->client : &ctx->own_client;
-    if (!*slot)
+    if (!*slot) {
         *slot = svc_client_new(ctx->svc->registry);
+        if (*slot)
+            svc__wrap_worker_client(ctx->svc, *slot);
+    }
     return *slot;
 }
 
@@ -395,6 +432,8 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
     svc_meta meta = SVC_META_INIT;
     for (size_t i = 0; i < ctx->hdr->n_metadata; i++)
         svc_meta_set(&meta, ctx->hdr->metadata[i]->key, ctx->hdr->metadata[i]->value);
+    if (ctx->rq)
+        svc_meta_merge(&meta, &ctx->rq->meta);
     if (opts && opts->meta)
         svc_meta_merge(&meta, opts->meta);
     o.meta = &meta;
@@ -408,4 +447,26 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
     }
     svc_meta_release(&meta);
     return rc;
+}
+
+/* ---- wrappers (svc/wrap.h) ------------------------------------------------------- */
+
+int svc_ctx_next(svc_ctx *ctx, const void *req, void *rsp)
+{
+    return ctx->rq ? svc__req_next(ctx->rq, ctx, req, rsp) : SVC_EINVAL;
+}
+
+int svc_ctx_set_meta(svc_ctx *ctx, const char *key, const char *value)
+{
+    return ctx->rq ? svc_meta_set(&ctx->rq->meta, key, value) : SVC_EINVAL;
+}
+
+const svc_error *svc_ctx_last_error(const svc_ctx *ctx)
+{
+    return svc_error_isset(&ctx->err) ? &ctx->err : NULL;
+}
+
+bool svc_ctx_is_stream(const svc_ctx *ctx)
+{
+    return ctx->ep->sfn != NULL;
 }

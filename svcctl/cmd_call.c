@@ -47,6 +47,7 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
         { "timeout", required_argument, NULL, 't' },
         { "version", required_argument, NULL, 'v' },
         { "node-meta", required_argument, NULL, 'n' },
+        { "trace", no_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -55,6 +56,7 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
     svc_meta meta = SVC_META_INIT;
     const char *address = NULL, *version = NULL, *node_meta = NULL;
     int timeout = o->timeout_ms;
+    bool trace = false;
     int opt;
     optind = 1;
     opterr = 0;
@@ -76,6 +78,9 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
             break;
         case 'n':
             node_meta = optarg;
+            break;
+        case 'T':
+            trace = true;
             break;
         case 't':
             t = strtol(optarg, &end, 10);
@@ -137,6 +142,19 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
     }
     json_decref(check);
 
+    /* --trace: the edge's trace id is made here (or taken from --metadata), so it can be
+     * printed before the call: stderr, so that stdout stays the answer. */
+    if (trace) {
+        const char *given = svc_meta_get(&meta, SVC_META_TRACE_ID);
+        char id[SVC_TRACE_ID_LEN + 1];
+        if (!svc_trace_id_valid(given)) {
+            svc_trace_new_id(id);
+            svc_meta_set(&meta, SVC_META_TRACE_ID, id);
+            given = svc_meta_get(&meta, SVC_META_TRACE_ID);
+        }
+        fprintf(stderr, "trace=%s\n", given);
+        fflush(stderr);
+    }
     svc_client *c = svc_client_new(o->registry);
     svc_call_opts co = { .timeout_ms = timeout, .address = address, .content_type = SVC_CT_JSON,
                          .meta = &meta, .version = version, .node_meta = node_meta };

@@ -35,12 +35,12 @@ static s_node *s_nodes(json_t *ans, size_t *n)
     return v;
 }
 
-/* Prints the table or, with -o json, the array; frees both. */
+/* Prints the table (unless NULL: already printed) or, with -o json, the array; frees both. */
 static void s_emit(const ctl_opts *o, ctl_table *t, json_t *all)
 {
     if (o->json)
         ctl_print_json(all);
-    else
+    else if (t)
         ctl_table_print(t);
     json_decref(all);
     ctl_table_free(t);
@@ -116,6 +116,50 @@ static void s_duration(char *buf, size_t len, unsigned long long s)
         snprintf(buf, len, "%llus", s);
 }
 
+/* A latency in microseconds for a table cell: 850us, 51.2ms, 12.0s; "-" when none. */
+static void s_latency(char *buf, size_t len, unsigned long long us)
+{
+    if (!us)
+        snprintf(buf, len, "-");
+    else if (us < 1000)
+        snprintf(buf, len, "%lluus", us);
+    else if (us < 10000000)
+        snprintf(buf, len, "%.1fms", (double)us / 1e3);
+    else
+        snprintf(buf, len, "%.1fs", (double)us / 1e6);
+}
+
+/*
+ * Under the node table: for each node that answered, a blank line, the
+ * node id, and its endpoints (Debug.Stats "endpoints").
+ */
+static void s_print_endpoints(json_t *all)
+{
+    size_t i, j;
+    json_t *st, *ep;
+    json_array_foreach(all, i, st) {
+        json_t *eps = json_object_get(st, "endpoints");
+        if (!json_is_array(eps))
+            continue;
+        const char *headers[] = { "ENDPOINT", "REQUESTS", "ERRORS", "INFLIGHT", "P50", "P99" };
+        ctl_table *t = ctl_table_new(6, headers);
+        json_array_foreach(eps, j, ep) {
+            char reqs[24], errs[24], infl[16], p50[24], p99[24];
+            const char *name = json_string_value(json_object_get(ep, "name"));
+            snprintf(reqs, sizeof reqs, "%llu", s_u64(ep, "requests"));
+            snprintf(errs, sizeof errs, "%llu", s_u64(ep, "errors"));
+            snprintf(infl, sizeof infl, "%llu", s_u64(ep, "inflight"));
+            s_latency(p50, sizeof p50, s_u64(ep, "p50_us"));
+            s_latency(p99, sizeof p99, s_u64(ep, "p99_us"));
+            const char *row[] = { name ? name : "?", reqs, errs, infl, p50, p99 };
+            ctl_table_add(t, row);
+        }
+        printf("\n%s\n", json_string_value(json_object_get(st, "node")));
+        ctl_table_print(t);
+        ctl_table_free(t);
+    }
+}
+
 int ctl_stats(const ctl_opts *o, int argc, char **argv)
 {
     int code = 0;
@@ -161,6 +205,12 @@ int ctl_stats(const ctl_opts *o, int argc, char **argv)
         json_object_set_new(st, "address", json_string(nodes[i].address));
         json_array_append_new(all, st);
         svc_error_release(&err);
+    }
+    if (!o->json) {
+        ctl_table_print(t);
+        ctl_table_free(t);
+        t = NULL;
+        s_print_endpoints(all);
     }
     s_emit(o, t, all);
     free(nodes);

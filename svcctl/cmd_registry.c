@@ -99,9 +99,22 @@ static void s_print_service(json_t *s)
     ctl_table_free(t);
     json_t *e;
     json_array_foreach(json_object_get(s, "endpoints"), i, e) {
-        const char *stream = json_string_value(json_object_get(json_object_get(e, "metadata"), "stream"));
-        printf("\nEndpoint: %s%s\n", s_str(e, "name"),
-               stream && strcmp(stream, "true") == 0 ? " (stream)" : "");
+        json_t *md = json_object_get(e, "metadata");
+        const char *sub = json_string_value(json_object_get(md, "subscriber"));
+        if (sub && strcmp(sub, "true") == 0) {   /* declared with svc_subscribe */
+            const char *q = json_string_value(json_object_get(md, "queue"));
+            printf("\nSubscriber: %s", s_str(e, "name"));
+            if (q && *q)
+                printf(" (queue %s)", q);
+            printf("\n");
+            continue;
+        }
+        const char *stream = json_string_value(json_object_get(md, "stream"));
+        const char *kind = json_string_value(json_object_get(md, "stream_kind"));
+        char tag[64] = "";
+        if (stream && strcmp(stream, "true") == 0)
+            snprintf(tag, sizeof tag, " (stream%s%.32s)", kind ? ": " : "", kind ? kind : "");
+        printf("\nEndpoint: %s%s\n", s_str(e, "name"), tag);
         printf("Request: %s {\n", s_str(json_object_get(e, "request"), "type"));
         s_fields(json_object_get(e, "request"), 1);
         printf("}\nResponse: %s {\n", s_str(json_object_get(e, "response"), "type"));

@@ -25,14 +25,72 @@ static const ctl_verb s_verbs[] = {
       "  --version GLOB   only nodes of a matching version, e.g. '2.*'\n"
       "  --node-meta K=G  only nodes whose metadata match (comma-separated K=GLOB)\n"
       "  --timeout MS     deadline of the call (default 30000)\n"
+      "  --trace          print the call's trace id on stderr first, as trace=ID (the\n"
+      "                   services log it as trace=ID); taken from --metadata\n"
+      "                   Micro-Trace-Id=ID when given\n"
       "The answer is printed as JSON on stdout.  An error is printed on stderr as\n"
       "go-micro error JSON {\"id\",\"code\",\"detail\",\"status\"} and the exit code is 1.\n" },
     { "health", ctl_health, "NAME", "call Debug.Health on every node: NODE ADDRESS STATUS",
       "Exit code 1 when any node is not ok.\n" },
     { "stats", ctl_stats, "NAME",
-      "call Debug.Stats on every node: started, uptime, memory, threads, requests, errors", NULL },
+      "call Debug.Stats on every node: started, uptime, memory, threads, requests, errors",
+      "Under the node table, one table per node: ENDPOINT REQUESTS ERRORS INFLIGHT P50 P99\n"
+      "(latency of unary calls since the node started).  -o json: each node's \"endpoints\".\n" },
     { "watch", ctl_watch, "[NAME]",
       "print registry changes (create, update, delete) as they happen, until interrupted", NULL },
+    { "publish", ctl_publish, "TOPIC JSON",
+      "publish a JSON message to a topic (pub/sub), or with --stream durably to a stream",
+      "  --stream NAME    publish to event stream NAME instead; prints the sequence number\n"
+      "                   once brokerd committed it (TOPIC is kept with the event)\n"
+      "  --id ID          stream only: publisher message id, stored once per dedup window\n"
+      "  --metadata K=V   metadata sent with the message (repeatable)\n"
+      "Exit code 65 when JSON does not parse.\n" },
+    { "subscribe", ctl_subscribe, "PATTERN",
+      "print messages published to topics matching PATTERN (* one token, > the rest)",
+      "  --queue G        join queue group G: each message goes to one member of the group\n"
+      "  --count N        exit after N messages (default: until interrupted)\n"
+      "Each message is printed as a line: TOPIC BODY (-o json: one JSON object a line).\n" },
+    { "streams", ctl_streams, "", "list event streams: messages, bytes, first/last sequence, consumers",
+      NULL },
+    { "stream-info", ctl_stream_info, "NAME",
+      "show a stream's limits and each consumer group's position, pending and redelivered", NULL },
+    { "consume", ctl_consume, "STREAM --group G",
+      "print the events of STREAM as group G and acknowledge them, until interrupted",
+      "  --group G        durable consumer name (required)\n"
+      "  --count N        exit after N events\n"
+      "  --once           one fetch: print what is ready now, acknowledge it, exit\n"
+      "  --batch N        events per fetch (default 100)\n"
+      "  --start WHERE    a new group starts at: beginning (default), end, seq=N, time=UNIX_MS\n"
+      "  --ack-wait MS    a new group's redelivery delay for unacknowledged events\n"
+      "  --max-deliver N  a new group's deliveries before an event goes to STREAM.dlq\n"
+      "  --no-ack         print without acknowledging (events are delivered again later)\n"
+      "Each event is printed as a line: SEQ DELIVERY BODY (-o json: one JSON object a line).\n" },
+    { "stream", ctl_stream, "NAME ENDPOINT",
+      "open a stream: JSON request lines on stdin, JSON answer lines on stdout",
+      "  --metadata K=V   send metadata with the stream open (repeatable)\n"
+      "  --address ADDR   open it on this node directly, bypassing the selector\n"
+      "  --kind KIND      server, client or bidi (default: the endpoint's stream_kind\n"
+      "                   metadata in the registry)\n"
+      "Each stdin line is one request (a JSON object; blank lines are skipped); end\n"
+      "of stdin half-closes the stream.  A server stream takes only the first line\n"
+      "({} when stdin is empty).  Each message from the server is printed as one\n"
+      "JSON line.  A clean end exits 0; an error is printed on stderr as go-micro\n"
+      "error JSON and exits 1; an invalid input line cancels the stream and exits 65.\n" },
+    { "ps", ctl_ps, "[NAME]",
+      "supervised instances: SERVICE INSTANCE PID STATE UPTIME RESTARTS HEALTH",
+      "States: stopped starting ready unhealthy stopping backoff failed.\n"
+      "The supervisor is found through --supervisor, SVC_SUPERVISOR_ADDRESS, the socket\n"
+      "$SVC_STATE_DIR/supervisor.sock (default /var/lib/svc), else by name in the registry.\n" },
+    { "start", ctl_start, "NAME", "start a supervised service's instances (a failed one too)", NULL },
+    { "stop", ctl_stop, "NAME", "stop a supervised service: stop signal, SIGKILL after stop_timeout", NULL },
+    { "restart", ctl_restart, "NAME", "stop and start again every instance of a supervised service", NULL },
+    { "reload", ctl_reload, "",
+      "re-read the manifests: start new services, stop removed ones, restart changed ones",
+      "A manifest with an error rejects the whole reload (FILE:LINE: reason, exit 1);\n"
+      "the running services are left as they were.  SIGHUP to the supervisor does the same.\n" },
+    { "logs", ctl_logs, "[-f] [-n N] NAME",
+      "the last N (default 10) lines a service wrote on stdout/stderr; -f follows",
+      "Lines: TIME SERVICE[INSTANCE] out|err|sup: TEXT (sup: the supervisor's own events).\n" },
     { NULL, NULL, NULL, NULL, NULL },
 };
 
@@ -83,7 +141,7 @@ bool ctl_usage(const ctl_verb *v, int argc, char **argv, int min, int max, int *
 static void s_usage(FILE *f)
 {
     fprintf(f,
-            "usage: svcctl [--registry ADDR] [-o json] [--timeout MS] VERB [ARGS]\n"
+            "usage: svcctl [--registry ADDR] [-o json] [--timeout MS] [--supervisor ADDR] VERB [ARGS]\n"
             "\n"
             "Query and drive svc services.\n"
             "\n"
@@ -96,6 +154,7 @@ static void s_usage(FILE *f)
             "  --registry ADDR   registry address (env SVC_REGISTRY_ADDRESS, default %s)\n"
             "  -o, --output FMT  table (default) or json\n"
             "  --timeout MS      deadline of each request (default 5000; call: 30000)\n"
+            "  --supervisor ADDR supervisor control address (env SVC_SUPERVISOR_ADDRESS)\n"
             "  --help            show this help; `svcctl VERB --help` for one verb\n"
             "\n"
             "exit codes: 0 ok, 1 failure, 64 usage error, 65 invalid input data\n",
@@ -108,10 +167,11 @@ int main(int argc, char **argv)
         { "registry", required_argument, NULL, 'r' },
         { "output", required_argument, NULL, 'o' },
         { "timeout", required_argument, NULL, 't' },
+        { "supervisor", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    ctl_opts o = { .registry = NULL, .json = false, .timeout_ms = 0 };
+    ctl_opts o = { .registry = NULL, .json = false, .timeout_ms = 0, .supervisor = NULL };
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:o:h", longs, NULL)) != -1) {
@@ -137,6 +197,9 @@ int main(int argc, char **argv)
             o.timeout_ms = (int)t;
             break;
         }
+        case 'S':
+            o.supervisor = optarg;
+            break;
         case 'h':
             s_usage(stdout);
             return 0;

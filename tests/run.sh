@@ -7,11 +7,15 @@
 # the same two under AddressSanitizer + UndefinedBehaviorSanitizer
 # (build/asan; any sanitizer report fails the test that caused it), and a
 # short libFuzzer smoke run of every fuzz target.  Exit status 1 if anything
-# failed.  FUZZ_SMOKE_SECONDS (default 15) sets the fuzz time per target.
+# failed.  FUZZ_SMOKE_SECONDS (default 15) sets the fuzz time per target
+# (two run at once); SVC_TEST_JOBS (default 3) how many integration tests
+# run at once (tests marked @harness.serial run alone).
 set -u
 cd "$(dirname "$0")/.."
 
 PY=/usr/bin/python3
+# Integration tests run this many at once (each is isolated; @serial ones run alone).
+jobs=${SVC_TEST_JOBS:-3}
 total_pass=0
 total_fail=0
 san_dir=$(mktemp -d -t svc-san-XXXXXX)
@@ -56,14 +60,14 @@ run_units() {   # build dir
 export SVC_LOG_LEVEL=warn
 
 run_units build
-run_suite integration $PY tests/integration/run.py build/bin
+run_suite integration $PY tests/integration/run.py -j "$jobs" build/bin
 
 export ASAN_OPTIONS="log_path=$san_dir/asan:detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="log_path=$san_dir/ubsan:print_stacktrace=1:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp"
 export SVC_SAN_DIR=$san_dir
 run_units build/asan
-run_suite integration-asan $PY tests/integration/run.py build/asan/bin
+run_suite integration-asan $PY tests/integration/run.py -j "$jobs" build/asan/bin
 # Unit tests report their own failures; a sanitizer report from them fails too.
 if [ -n "$(ls -A "$san_dir" 2>/dev/null)" ]; then
     echo "sanitizer reports:" >&2
@@ -72,26 +76,42 @@ if [ -n "$(ls -A "$san_dir" 2>/dev/null)" ]; then
 fi
 unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS SVC_SAN_DIR
 
-fuzz_out=$(mktemp)
+# Fuzz smoke: every target for FUZZ_SMOKE_SECONDS, two at a time.
+fuzz_dir=$(mktemp -d)
 fuzz_pass=0
 fuzz_fail=0
-for f in build/fuzz/fuzz_*; do
-    [ -x "$f" ] || continue
+fuzz_one() {   # target binary; writes $fuzz_dir/<name>.out and .rc
+    local f=$1 n corpus seeds rc=0
     n=$(basename "$f")
     corpus=$(mktemp -d)
     seeds=tests/fuzz/corpus/$n
     [ -d "$seeds" ] || seeds=
-    if "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-15}" -max_len=65536 "$corpus" $seeds > "$fuzz_out" 2>&1; then
+    "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-15}" -max_len=65536 "$corpus" $seeds \
+        > "$fuzz_dir/$n.out" 2>&1 || rc=$?
+    echo "$rc" > "$fuzz_dir/$n.rc"
+    rm -rf "$corpus"
+}
+running=0
+for f in build/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    if [ "$running" -ge 2 ]; then wait -n; running=$((running - 1)); fi
+    fuzz_one "$f" &
+    running=$((running + 1))
+done
+wait
+for rcf in "$fuzz_dir"/*.rc; do
+    [ -e "$rcf" ] || continue
+    n=$(basename "$rcf" .rc)
+    if [ "$(cat "$rcf")" = 0 ]; then
         fuzz_pass=$((fuzz_pass + 1))
-        echo "ok   $n: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$fuzz_out" | head -1)" >&2
+        echo "ok   $n: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$fuzz_dir/$n.out" | head -1)" >&2
     else
         fuzz_fail=$((fuzz_fail + 1))
         echo "FAIL $n:" >&2
-        tail -40 "$fuzz_out" >&2
+        tail -40 "$fuzz_dir/$n.out" >&2
     fi
-    rm -rf "$corpus"
 done
-rm -f "$fuzz_out"
+rm -rf "$fuzz_dir"
 echo "== fuzz"
 echo "fuzz: $fuzz_pass passed, $fuzz_fail failed"
 total_pass=$((total_pass + fuzz_pass))

@@ -184,8 +184,11 @@ const char *svc_client_registry(const svc_client *c);
 
 /*
  * Calls endpoint ("Struct.Method") of service with a body already encoded in
- * opts->content_type, and waits for the answer (svc_call_async +
- * svc_future_wait: other calls of this client move on meanwhile).  On success returns 0 and fills *out (release with
+ * opts->content_type, through the client's wrappers (svc/wrap.h), with
+ * trace ids (svc/trace.h); on a thread handling a request, within what is
+ * left of its deadline (408 without sending when nothing is); and waits for
+ * the answer (svc_call_async + svc_future_wait: other calls of this client
+ * move on meanwhile).  On success returns 0 and fills *out (release with
  * svc_reply_release).  On failure returns a negative code and, always, a
  * go-micro error in *err (release with svc_error_release):
  *   SVC_EREMOTE      the handler or server answered with an error (err as sent)
@@ -223,7 +226,11 @@ typedef struct svc_future svc_future;
  * the background, up to SVC_CONNECT_TIMEOUT_MS); when the registry cache
  * has no view of the service the lookup is made here, synchronously.
  * Every failure of the call itself — 400, 404, 408, 413, 503, remote
- * errors — is delivered through the future, never here.  Returns 0, or
+ * errors — is delivered through the future, never here.  The call carries
+ * trace ids like a synchronous one (svc/trace.h) and, made on a thread
+ * handling a request, ends by that request's deadline (408 unsent once it
+ * has passed); it does not run the client's wrappers (svc/wrap.h), which
+ * bracket synchronous calls only.  Returns 0, or
  * -ENOMEM / SVC_EINVAL (c or out NULL) / SVC_ECLOSED (called while the
  * client is being destroyed) with *out NULL and nothing started.
  */
@@ -297,29 +304,115 @@ size_t svc_client_pending(const svc_client *c);
 
 /* ---- streams (client side) ------------------------------------------------ */
 
+/*
+ *     svc_client_stream *st;
+ *     svc_client_stream_open_kind(c, "testsvc", "Test.Echo", SVC_STREAM_BIDI, NULL, 0,
+ *                                 &opts, &st, &err);
+ *     svc_client_stream_send(st, body, len, -1, &err);      // as many as you like
+ *     svc_client_stream_close_send(st);                      // the server's recv sees EOF
+ *     while ((rc = svc_client_stream_recv(st, -1, &r, &err)) == 0)
+ *         ...use r, svc_reply_release(&r)...
+ *     // rc 1: the server ended the stream cleanly; < 0: how it failed
+ *     svc_client_stream_close(&st);
+ *
+ * Flow control (docs/protocol.md 9.6) is always on for libsvc streams: the
+ * client grants the server SVC_STREAM_WINDOW (512) messages and grants more
+ * as recv consumes them, so a client that stops reading stops the server's
+ * handler instead of filling memory; send waits for the server's credit the
+ * same way.  A stream object is used by one thread at a time.
+ */
 typedef struct svc_client_stream svc_client_stream;
 
+/* Credit each end of a libsvc stream grants the other: messages in flight at most. */
+#define SVC_STREAM_WINDOW 512
+
+/* What a stream endpoint carries, and which way. */
+typedef enum svc_stream_kind {
+    SVC_STREAM_SERVER = 0,  /* one request in the open, then messages server -> client */
+    SVC_STREAM_CLIENT,      /* messages client -> server; the server answers at the end */
+    SVC_STREAM_BIDI,        /* messages both ways, independently */
+} svc_stream_kind;
+
+/* "server", "client" or "bidi": the value of the endpoint's `stream_kind` registry metadata. */
+const char *svc_stream_kind_name(svc_stream_kind kind);
+
 /*
- * Opens a stream to endpoint, sending body (in opts->content_type) as the
- * first request, with the client's and opts->meta's metadata.  The stream
+ * Opens a server stream to endpoint, sending body (in opts->content_type)
+ * as the first request, with the client's and opts->meta's metadata.  The stream
  * uses its own connection to one node (opts->address, or a random node from
  * the registry; no retry on another).  opts->timeout_ms bounds only the
- * opening; streams live until closed.
+ * opening; streams live until closed.  Same as svc_client_stream_open_kind
+ * with SVC_STREAM_SERVER.
  */
 int svc_client_stream_open(svc_client *c, const char *service, const char *endpoint,
                            const void *body, size_t len, const svc_call_opts *opts,
                            svc_client_stream **out, svc_error *err);
 
 /*
- * Waits up to timeout_ms (-1 forever) for the next message.  Returns 0 with
- * *out filled; 1 when the server ended the stream cleanly; SVC_ETIMEOUT when
- * nothing came in time (the stream stays usable); SVC_EREMOTE with *err when
- * the server ended it with an error; SVC_EUNREACHABLE when the connection
- * to the node was lost.
+ * Opens a stream of the given kind.  For SVC_STREAM_SERVER, body is the one
+ * request; for SVC_STREAM_CLIENT and SVC_STREAM_BIDI it must be NULL/0 and
+ * the requests go with svc_client_stream_send.  kind must match the
+ * endpoint's (its registry metadata `stream_kind`); a server-streaming
+ * endpoint refuses stream data with 400.  Returns 0 with *out set (free
+ * with svc_client_stream_close), or, with *err set: SVC_ENOTFOUND (404),
+ * SVC_EUNREACHABLE (503), SVC_ETIMEOUT (408), SVC_EINVAL, -ENOMEM.
+ */
+int svc_client_stream_open_kind(svc_client *c, const char *service, const char *endpoint,
+                                svc_stream_kind kind, const void *body, size_t len,
+                                const svc_call_opts *opts, svc_client_stream **out,
+                                svc_error *err);
+
+/*
+ * Sends one request message (already encoded in the stream's content type;
+ * body is copied).  Waits up to timeout_ms (-1 forever, 0 not at all) for
+ * the server's credit.  Returns 0; SVC_ETIMEOUT when no credit came in time
+ * (nothing sent: the server is not reading — receive, or try again);
+ * SVC_ECLOSED when the stream has ended or was half-closed or cancelled
+ * (recv tells how it ended); SVC_EINVAL on a server stream; SVC_ETOOBIG
+ * over 16 MiB; SVC_EUNREACHABLE when the connection is lost (*err set).
+ * Messages the server sends meanwhile are kept for recv.
+ */
+int svc_client_stream_send(svc_client_stream *st, const void *body, size_t len, int timeout_ms,
+                           svc_error *err);
+
+/*
+ * Half-close: tells the server no more requests come (its svc_stream_recv
+ * returns 1, end of stream, after the ones sent).  The stream stays open for
+ * receiving until the server ends it.  Returns 0, SVC_ECLOSED if already
+ * half-closed or ended, SVC_EUNREACHABLE if it cannot be sent.
+ */
+int svc_client_stream_close_send(svc_client_stream *st);
+
+/*
+ * Waits up to timeout_ms (-1 forever, 0 not at all) for the next message.
+ * Returns 0 with *out filled (release with svc_reply_release); 1 when the
+ * server ended the stream cleanly, after every message it sent; SVC_ETIMEOUT when
+ * nothing came in time (the stream stays usable); SVC_EREMOTE with *err
+ * when the server ended it with an error (or a 400 for a protocol
+ * violation found here); SVC_EUNREACHABLE when the connection to the node
+ * was lost; SVC_ECLOSED after svc_client_stream_cancel.  Once the end has been
+ * reported, further calls return 1.
  */
 int svc_client_stream_recv(svc_client_stream *st, int timeout_ms, svc_reply *out, svc_error *err);
 
-/* Cancels the stream if still open, closes its connection, frees it. */
+/*
+ * Abandons the stream now: STREAM_CANCEL to the server (whose handler sees
+ * the stream closed), and messages still arriving are dropped.  Safe to
+ * call more than once or after the end.
+ */
+void svc_client_stream_cancel(svc_client_stream *st);
+
+/*
+ * A file descriptor to poll(2) for POLLIN together with your own (svcctl
+ * polls it with stdin): it becomes readable when something may have
+ * arrived.  It is edge-triggered (ZeroMQ's ZMQ_FD): after it wakes you, and
+ * after every send, call recv with timeout 0 until it returns SVC_ETIMEOUT,
+ * and bound the poll (e.g. 200 ms) so a lost connection is noticed.
+ * Borrowed for the stream's life.
+ */
+int svc_client_stream_fd(const svc_client_stream *st);
+
+/* Cancels the stream if still open, closes its connection, frees it; *st becomes NULL. */
 void svc_client_stream_close(svc_client_stream **st);
 
 #ifdef __cplusplus

@@ -6,6 +6,10 @@
  * The level threshold comes from SVC_LOG_LEVEL (debug, info, warn, error;
  * default info) or svc_log_set_level().  Thread-safe: each line is written
  * with one write(2).
+ *
+ * A line logged while the thread handles a request, or makes a call, ends
+ * with that request's (or call's) trace ids (svc/trace.h):
+ *   ... msg="charged card" amount=12 trace=4bf92f3577b34da6a3ce929d0e0e4736 span=00f067aa0ba902b7
  */
 #ifndef SVC_LOG_H
 #define SVC_LOG_H

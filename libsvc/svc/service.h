@@ -26,7 +26,15 @@
  * at once, stops taking new requests, lets the ones in flight finish (up to
  * the drain timeout) and returns 0.
  *
- * Every service also serves Debug.Health and Debug.Stats (proto/debug.proto).
+ * Every service also serves Debug.Health and Debug.Stats (proto/debug.proto),
+ * with per-endpoint counters and latency percentiles.  Wrappers around
+ * handlers and onward calls: svc/wrap.h.  Trace ids: svc/trace.h.
+ *
+ * Under systemd or svc's supervisor (the notify protocol, $NOTIFY_SOCKET):
+ * READY=1 (with STATUS= and SVC_ADDRESS=<advertised address>) once the
+ * first registration succeeded; when $WATCHDOG_USEC is set for this process,
+ * WATCHDOG=1 every half of it from the event-loop thread, so a service whose
+ * loop stalls stops pinging and is restarted.
  *
  * Options (flag, else environment variable, else default):
  *   --name NAME               SVC_NAME                service name (default: svc_new's)
@@ -43,6 +51,8 @@
  *                                                     receiver falls this far behind ends with
  *                                                     429 (default 10000)
  *   --log-level LEVEL         SVC_LOG_LEVEL           debug|info|warn|error
+ *   --log-requests            SVC_LOG_REQUESTS        1|0: log one line per request and per
+ *                                                     onward call (svc/wrap.h), default off
  *   --help
  */
 #ifndef SVC_SERVICE_H
@@ -84,6 +94,19 @@ typedef int (*svc_handler_fn)(svc_ctx *ctx, const void *req, void *rsp);
 typedef int (*svc_stream_fn)(svc_ctx *ctx, const void *req, svc_stream *stream);
 
 /*
+ * A client-streaming or bidirectional handler: reads requests with
+ * svc_stream_recv until it returns 1 (the client half-closed), sends with
+ * svc_stream_send_wait, on its worker thread, for as long as the stream
+ * lasts.  When it returns, the stream ends: 0 closes it cleanly, an error
+ * (e.g. svc_ctx_error) ends it with that error — which is also how the
+ * server cancels a stream the client is still sending on.  The stream is
+ * borrowed for the call: the handler must not svc_stream_close it nor use
+ * it after returning.  Each open stream of this kind holds one worker: size
+ * --workers for the streams you expect at once.
+ */
+typedef int (*svc_stream_io_fn)(svc_ctx *ctx, svc_stream *stream);
+
+/*
  * Creates a service named name and applies options from argv and the
  * environment (see above).  argv may be NULL.  On --help prints usage to
  * stdout and exits 0; on an invalid flag or value prints one line naming it
@@ -109,9 +132,23 @@ int svc_handle(svc_service *s, const char *endpoint, svc_handler_fn fn,
 int svc_handle_inline(svc_service *s, const char *endpoint, svc_handler_fn fn,
                       const ProtobufCMessageDescriptor *req, const ProtobufCMessageDescriptor *rsp);
 
-/* Adds a server-streaming endpoint; registered with metadata stream=true. */
+/*
+ * Adds a server-streaming endpoint; registered with endpoint metadata
+ * stream=true and stream_kind=server.
+ */
 int svc_handle_stream(svc_service *s, const char *endpoint, svc_stream_fn fn,
                       const ProtobufCMessageDescriptor *req, const ProtobufCMessageDescriptor *rsp);
+
+/*
+ * Adds a client-streaming (SVC_STREAM_CLIENT) or bidirectional
+ * (SVC_STREAM_BIDI) endpoint: req is the type of every message the client
+ * sends, rsp of every message the server sends.  Registered with endpoint
+ * metadata stream=true and stream_kind=client|bidi.  Same returns as
+ * svc_handle; SVC_EINVAL for kind SVC_STREAM_SERVER (use svc_handle_stream).
+ */
+int svc_handle_streaming(svc_service *s, const char *endpoint, svc_stream_kind kind,
+                         svc_stream_io_fn fn, const ProtobufCMessageDescriptor *req,
+                         const ProtobufCMessageDescriptor *rsp);
 
 /* Service-level settings; call before svc_run.  Strings are copied. */
 int svc_set_version(svc_service *s, const char *version);
@@ -158,7 +195,11 @@ const char *svc_ctx_meta(const svc_ctx *ctx, const char *key);
 /* The endpoint being served ("Say.Hello"); borrowed for the call. */
 const char *svc_ctx_endpoint(const svc_ctx *ctx);
 
-/* Milliseconds left before the caller's deadline; -1 when it set none. */
+/*
+ * Milliseconds left before the caller's deadline; -1 when it set none.  A
+ * handler doing long work should stop when it reaches 0: nobody waits for
+ * the answer any more.
+ */
 int svc_ctx_remaining_ms(const svc_ctx *ctx);
 
 /* The service's data pointer (svc_set_data). */
@@ -170,9 +211,12 @@ svc_client *svc_ctx_client(svc_ctx *ctx);
 /*
  * Calls another service on behalf of this request: like svc_call with the
  * worker's client, the caller's remaining deadline (or opts->timeout_ms if
- * sooner), and all the incoming metadata passed on (trace ids, auth token,
- * ...: as go-micro does), opts->meta overriding it.  A deadline that has
- * already passed fails with SVC_ETIMEOUT (408) without sending anything.
+ * sooner), and all the incoming metadata passed on (auth token, ...: as
+ * go-micro does) with what wrappers set (svc_ctx_set_meta), opts->meta
+ * overriding it; the trace continues with a new span (svc/trace.h).  A
+ * deadline that has already passed fails with SVC_ETIMEOUT (408) without
+ * sending anything.  (A plain svc_call on svc_ctx_client(ctx) keeps the
+ * trace and the deadline too, but passes no other metadata on.)
  */
 int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
                  const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rsp_desc,
@@ -181,19 +225,54 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
 /* ---- server streams ---------------------------------------------------------- */
 
 /*
- * Sends one message on the stream.  Thread-safe.  Returns 0, SVC_ECLOSED
- * when the client cancelled, went away or could not keep up (stop sending
- * and close), -EAGAIN when the server's send queue is full, SVC_ETOOBIG for
- * a message over 16 MiB encoded, SVC_ECODEC / -ENOMEM.
+ * Flow control: when the client granted credit (every libsvc client does:
+ * SVC_STREAM_WINDOW messages, more as it reads), the server may have at most
+ * that many messages unread at the client.  svc_stream_send then fails with
+ * -EAGAIN instead of queueing more, and svc_stream_send_wait waits, so a
+ * client that stops reading stalls the sender instead of growing memory.
+ * The other way, the server grants the client SVC_STREAM_WINDOW messages and
+ * grants more as svc_stream_recv consumes them.
+ */
+
+/*
+ * Sends one message on the stream without waiting.  Thread-safe.  Returns
+ * 0; SVC_ECLOSED when the client cancelled, went away or could not keep up,
+ * or the stream was closed (stop sending and close); -EAGAIN when the
+ * client has no credit left for us (it is not reading) or the server's send
+ * queue is full; SVC_ETOOBIG for a message over 16 MiB encoded;
+ * SVC_ECODEC / -ENOMEM.
  */
 int svc_stream_send(svc_stream *st, const ProtobufCMessage *msg);
 
-/* True once the client cancelled or is gone. */
+/*
+ * Like svc_stream_send, but waits up to timeout_ms (-1 forever) for the
+ * client's credit.  Returns SVC_ETIMEOUT when none came in time (nothing
+ * sent), SVC_ECLOSED as soon as the stream ends while waiting, else as
+ * svc_stream_send.
+ */
+int svc_stream_send_wait(svc_stream *st, const ProtobufCMessage *msg, int timeout_ms);
+
+/*
+ * Receives the next request of a client-streaming or bidirectional stream,
+ * waiting up to timeout_ms (-1 forever, 0 not at all).  Returns 0 with *msg
+ * a new message of the endpoint's request type (the caller frees it with
+ * protobuf_c_message_free_unpacked); 1 when the client half-closed and every
+ * message before it was received (end of input; the handler may go on
+ * sending); SVC_ETIMEOUT; SVC_ECLOSED when the client cancelled or went away,
+ * or the stream ended; SVC_ECODEC when the message did not decode — the stream
+ * is then ended with 400 naming the reason; SVC_EINVAL on a server stream.
+ * One thread at a time.
+ */
+int svc_stream_recv(svc_stream *st, int timeout_ms, ProtobufCMessage **msg);
+
+/* True once the client cancelled or is gone, or the stream was ended. */
 bool svc_stream_closed(const svc_stream *st);
 
 /*
  * Ends the stream (with err, or cleanly when err is NULL) if still open, and
- * releases the handler's reference; *st becomes NULL.  Thread-safe.
+ * releases the handler's reference; *st becomes NULL.  Thread-safe.  For
+ * server streams (svc_stream_fn) only: a client-streaming or bidirectional
+ * handler ends its stream by returning.
  */
 void svc_stream_close(svc_stream **st, const svc_error *err);
 

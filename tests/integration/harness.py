@@ -175,50 +175,95 @@ class Platform:
         return problems
 
 
-def sanitizer_reports():
-    if not SAN_DIR or not os.path.isdir(SAN_DIR):
+def serial(fn):
+    """Marks a test that must run alone (it measures memory or throughput,
+    or loads the CPU enough to disturb others): run_tests runs it after the
+    parallel ones, with nothing beside it."""
+    fn.serial = True
+    return fn
+
+
+def _san_options(env, san_dir):
+    """Points ASan/UBSan's log_path in env at san_dir, so that each test
+    collects its own reports even while tests run side by side."""
+    for var, prefix in (("ASAN_OPTIONS", "asan"), ("UBSAN_OPTIONS", "ubsan")):
+        opts = [o for o in env.get(var, "").split(":") if o and not o.startswith("log_path=")]
+        opts.append("log_path=%s/%s" % (san_dir, prefix))
+        env[var] = ":".join(opts)
+
+
+def _reports(san_dir):
+    if not os.path.isdir(san_dir):
         return []
-    return sorted(os.path.join(SAN_DIR, f) for f in os.listdir(SAN_DIR))
+    return sorted(os.path.join(san_dir, f) for f in os.listdir(san_dir))
 
 
-def run_tests(tests, selected):
-    passed = failed = 0
-    for fn in tests:
-        name = fn.__name__
-        if selected and name not in selected:
-            continue
-        seen = set(sanitizer_reports())
-        plat = Platform(name.replace("test_", "")[:20])
-        t0 = time.monotonic()
-        err = None
-        try:
-            fn(plat)
-        except Failure as e:
-            err = str(e)
-        except Exception:
-            err = traceback.format_exc()
-        logs = {p.name + str(i): p.log for i, p in enumerate(plat.procs)}
-        log_text = ""
-        if err:
-            for k, path in logs.items():
-                try:
-                    with open(path, errors="replace") as f:
-                        log_text += "--- %s\n%s" % (k, f.read()[-3000:])
-                except OSError:
-                    pass
-        problems = plat.teardown()
-        new_reports = [r for r in sanitizer_reports() if r not in seen]
-        for r in new_reports:
+def run_one(fn):
+    """Runs one test on a fresh Platform; returns (ok, report text)."""
+    name = fn.__name__
+    plat = Platform(name.replace("test_", "")[:20])
+    san_dir = None
+    if SAN_DIR:
+        san_dir = tempfile.mkdtemp(prefix="%s-" % name, dir=SAN_DIR)
+        _san_options(plat.env, san_dir)
+    t0 = time.monotonic()
+    err = None
+    try:
+        fn(plat)
+    except Failure as e:
+        err = str(e)
+    except Exception:
+        err = traceback.format_exc()
+    log_text = ""
+    if err:
+        for i, p in enumerate(plat.procs):
+            try:
+                with open(p.log, errors="replace") as f:
+                    log_text += "--- %s%d\n%s" % (p.name, i, f.read()[-3000:])
+            except OSError:
+                pass
+    problems = plat.teardown()
+    if san_dir:
+        for r in _reports(san_dir):
             with open(r, errors="replace") as f:
                 problems.append("sanitizer report %s:\n%s" % (r, f.read()[:4000]))
-        if err or problems:
-            failed += 1
-            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0, err or ""), file=sys.stderr)
-            for pr in problems:
-                print("     %s" % pr, file=sys.stderr)
-            if log_text:
-                print(log_text, file=sys.stderr)
-        else:
+        shutil.rmtree(san_dir, ignore_errors=True)
+    elapsed = time.monotonic() - t0
+    if not err and not problems:
+        return True, "ok   %s (%.1fs)" % (name, elapsed)
+    lines = ["FAIL %s (%.1fs): %s" % (name, elapsed, err or "")]
+    lines += ["     %s" % pr for pr in problems]
+    if log_text:
+        lines.append(log_text)
+    return False, "\n".join(lines)
+
+
+def run_tests(tests, selected, jobs=1):
+    """Runs the selected tests (all when selected is empty), up to jobs at
+    once — each has its own temp dir, sockets and processes — then those
+    marked @serial one by one.  Prints one block per test on stderr as it
+    ends; returns (passed, failed)."""
+    chosen = [fn for fn in tests if not selected or fn.__name__ in selected]
+    parallel = [fn for fn in chosen if not getattr(fn, "serial", False)]
+    alone = [fn for fn in chosen if getattr(fn, "serial", False)]
+    passed = failed = 0
+
+    def done(ok, text):
+        nonlocal passed, failed
+        print(text, file=sys.stderr, flush=True)
+        if ok:
             passed += 1
-            print("ok   %s (%.1fs)" % (name, time.monotonic() - t0), file=sys.stderr)
+        else:
+            failed += 1
+
+    if jobs > 1 and len(parallel) > 1:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for f in as_completed([pool.submit(run_one, fn) for fn in parallel]):
+                done(*f.result())
+    else:
+        for fn in parallel:
+            done(*run_one(fn))
+    for fn in alone:
+        done(*run_one(fn))
     return passed, failed

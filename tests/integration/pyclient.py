@@ -407,6 +407,13 @@ class Stream:
                 continue
             return kind, h, b
 
+    def send(self, body, kind="STREAM_DATA", credit=0, id=None):
+        """Sends one message of the stream as is: STREAM_DATA with body, or
+        any other kind (STREAM_CLOSE = half-close, STREAM_CREDIT with credit).
+        No credit accounting: tests use it to break the rules on purpose."""
+        _send(self._sock, {"kind": kind, "id": self.id if id is None else id,
+                           "credit": credit}, body)
+
     def cancel(self):
         """Abandons the stream: STREAM_CANCEL, then close (9.5)."""
         if not self.ended and self._sock is not None:
