@@ -35,6 +35,7 @@ int bm_measure(bm_call_fn fn, void *arg, double warmup_s, double seconds, bm_res
         int rc = fn(arg);
         if (rc < 0)
             return r->error = rc;
+        r->answers++;
         t = bm_now_ns();
     }
     uint64_t start = bm_now_ns();
@@ -47,6 +48,7 @@ int bm_measure(bm_call_fn fn, void *arg, double warmup_s, double seconds, bm_res
             break;
         }
         r->calls++;
+        r->answers++;
         bm_result_record(r, done - t);
         t = done;
     }
@@ -85,10 +87,11 @@ static void s_line(const bm_report *rep, const char *suffix, double value, const
                    const bm_result *r)
 {
     printf("{\"bench\":\"%s%s.%s\",\"value\":%.1f,\"unit\":\"%s\",\"transport\":\"%s\","
-           "\"payload_bytes\":%ld,\"in_flight\":%u,\"calls\":%llu,\"seconds\":%.3f",
+           "\"payload_bytes\":%ld,\"in_flight\":%u,\"calls\":%llu,\"answers\":%llu,"
+           "\"seconds\":%.3f",
            rep->bench, suffix, rep->transport, value, unit, rep->transport, rep->payload,
            rep->in_flight ? rep->in_flight : 1,
-           (unsigned long long)r->calls, r->seconds);
+           (unsigned long long)r->calls, (unsigned long long)r->answers, r->seconds);
     if (rep->note)
         printf(",\"note\":\"%s\"", rep->note);
     printf("}\n");

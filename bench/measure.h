@@ -18,6 +18,7 @@ typedef int (*bm_call_fn)(void *arg);
 /* What a run measured. */
 typedef struct bm_result {
     uint64_t calls;     /* measured calls that succeeded */
+    uint64_t answers;   /* every call that succeeded, warm-up included (server cost per call) */
     double seconds;     /* measured wall time (monotonic) */
     uint32_t *lat_ns;   /* latency of each call, ns (saturating); owned */
     size_t n_lat;       /* latencies recorded (== calls unless memory ran out) */

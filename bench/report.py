@@ -2,7 +2,10 @@
 """bench/report.py OUT RUN.jsonl... — the `make bench` table from the runs of bench/run.sh.
 
 Each RUN file, named r<round>-<n>.jsonl, holds the JSON result lines of one
-bench run (bench/measure.h): per client process a rate row
+bench run (bench/measure.h), and a line {"server_cpu_s": S}: the CPU time
+the servers used during the run, which divided by the calls answered
+(warm-up included, "answers") gives the server's CPU per call — far
+steadier than rates on a loaded machine.  Per client process a rate row
 "<name>.<transport>" (calls/s, msgs/s, ...) and its "<name>-p50" /
 "<name>-p99" latency rows (us), each with "in_flight".  A run of several
 client processes at once holds one set per process: their rates and
@@ -49,17 +52,21 @@ def _round_of(path):
 def load_run(path):
     """One run file -> {(name, transport, in_flight, procs): {rate, unit, p50, p99, note}}."""
     sets = {}
+    cpu = None
     with open(path) as f:
         for line in f:
             if not line.strip():
                 continue
             r = json.loads(line)
+            if "server_cpu_s" in r:
+                cpu = r["server_cpu_s"]
+                continue
             m = _NAME.match(r["bench"])
             if not m:
                 continue
             key = (m.group("name"), m.group("transport"))
             s = sets.setdefault(key, {"rate": [], "in_flight": [], "p50": [], "p99": [],
-                                      "unit": None, "note": None})
+                                      "answers": 0, "unit": None, "note": None})
             if m.group("q") == "-p50":
                 s["p50"].append(r["value"])
             elif m.group("q") == "-p99":
@@ -67,6 +74,7 @@ def load_run(path):
             else:
                 s["rate"].append(r["value"])
                 s["in_flight"].append(int(r.get("in_flight", 1)))
+                s["answers"] += int(r.get("answers", 0))
                 s["unit"] = r["unit"]
                 s["note"] = r.get("note")
     out = {}
@@ -76,7 +84,9 @@ def load_run(path):
         key = (name, transport, sum(s["in_flight"]), len(s["rate"]))
         out[key] = {"rate": sum(s["rate"]), "unit": s["unit"], "note": s["note"],
                     "p50": _median(s["p50"]) if s["p50"] else None,
-                    "p99": max(s["p99"]) if s["p99"] else None}
+                    "p99": max(s["p99"]) if s["p99"] else None,
+                    "cpu_us": cpu * 1e6 / s["answers"] if cpu is not None and s["answers"]
+                    and len(sets) == 1 else None}
     return out
 
 
@@ -109,6 +119,8 @@ def summarize(paths):
         for q in ("p50", "p99"):
             v = [x[q] for x in runs if x[q] is not None]
             row[q + "_us"] = round(_median(v), 1) if v else None
+        v = [x["cpu_us"] for x in runs if x["cpu_us"] is not None]
+        row["server_cpu_us"] = round(_median(v), 2) if v else None
         for what, other in (("floor", floor), ("peer", peer)):
             okey = (other, transport, in_flight, 1)
             ratios = [r[key]["rate"] / r[okey]["rate"] for r in rounds.values()
@@ -125,11 +137,11 @@ def _fmt(v, f):
 
 def table(rows):
     head = ("bench", "transport", "in flight", "procs", "rate", "unit", "p50 us", "p99 us",
-            "x floor", "x peer")
+            "x floor", "x peer", "srv cpu us")
     lines = [(r["bench"], r["transport"], str(r["in_flight"]), str(r["procs"]),
               "{:,.0f}".format(r["value"]), r["unit"], _fmt(r["p50_us"], "%.0f"),
               _fmt(r["p99_us"], "%.0f"), _fmt(r["floor_ratio"], "%.3f"),
-              _fmt(r["peer_ratio"], "%.3f")) for r in rows]
+              _fmt(r["peer_ratio"], "%.3f"), _fmt(r["server_cpu_us"], "%.1f")) for r in rows]
     widths = [max(len(x[i]) for x in [head] + lines) for i in range(len(head))]
     left = (0, 1, 5)
     fmt = "  ".join("%%-%ds" % w if i in left else "%%%ds" % w for i, w in enumerate(widths))
@@ -175,6 +187,8 @@ def main():
     print()
     print("x floor / x peer: rate over the floor / peer row of the same round, transport and")
     print("total in flight (COMPARE in bench/report.py), median over rounds; latencies per call.")
+    print("srv cpu us: CPU time (user + system) the servers used per call answered, median over")
+    print("rounds: the server's cost, which the machine's load disturbs far less than the rates.")
     for r in rows:
         if len(r["runs"]) > 1:
             print("  %-22s %-3s %4d x%d  each round: %s" % (

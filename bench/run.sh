@@ -18,8 +18,8 @@
 # lines, bench/measure.h), and say in bench/report.py's COMPARE what its
 # rows are compared with.
 #
-# Environment: BENCH_SECONDS (per run, default 2), BENCH_SIZE (payload
-# bytes, default 64), BENCH_ROUNDS (default 3), BENCH_ONLY (a regular
+# Environment: BENCH_SECONDS (per run, default 1), BENCH_SIZE (payload
+# bytes, default 64), BENCH_ROUNDS (default 5), BENCH_ONLY (a regular
 # expression: only the benches whose command line matches it run).
 # The gRPC rows need build/bin/grpc-bench (`make bench` builds it); without
 # it they are left out with a note.
@@ -34,9 +34,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=$1/bin
 py=/usr/bin/python3
-secs=${BENCH_SECONDS:-2}
+secs=${BENCH_SECONDS:-1}
 size=${BENCH_SIZE:-64}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 only=${BENCH_ONLY:-}
 out=build/bench/results.jsonl
 for p in "$bin/svc-bench" "$bin/registryd"; do
@@ -139,15 +139,28 @@ bench() {
     fi
 }
 
+# CPU seconds (user + system) the servers of this transport have used so far.
+hz=$(getconf CLK_TCK)
+servers_cpu() {
+    local p t=0
+    for p in "${servers[@]}"; do
+        # utime and stime are fields 14 and 15, counted after the ")" of the name.
+        t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+    done
+    "$py" -c "print($t / $hz)"
+}
+
 # Runs one bench: PROCS clients at once, each with a time limit, their JSON
-# lines into one run file.  In the background, so that a signal to this
-# script is handled at once.
+# lines into one run file, plus a line with the CPU time the servers used
+# meanwhile (report.py: server CPU per call).  In the background, so that a
+# signal to this script is handled at once.
 n=0
 run_case() {
-    local procs=$1 i pid cpids=() rc=0
+    local procs=$1 i pid cpids=() rc=0 cpu0
     shift
     n=$((n + 1))
     local file="$tmp/r$round-$(printf %03d $n).jsonl"
+    cpu0=$(servers_cpu)
     for i in $(seq "$procs"); do
         timeout $((${secs%.*} + 30)) "$@" --seconds "$secs" --size "$size" \
             >"$file.$i" 2>>"$tmp/client.log" &
@@ -162,6 +175,7 @@ run_case() {
     [ $rc -eq 0 ] || fail "bench failed: $*"
     cat "$file".* >"$file"
     rm -f "$file".*
+    echo "{\"server_cpu_s\":$("$py" -c "print(round($(servers_cpu) - $cpu0, 3))")}" >>"$file"
 }
 
 # The plan of one transport: its servers and its benches, in the order each

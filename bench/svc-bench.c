@@ -2,9 +2,9 @@
  * svc-bench — how close svc's unary calls come to bare ZeroMQ.
  *
  *   svc-bench raw-server ADDR              bare ROUTER echo
- *   svc-bench raw-client ADDR [flags]      bare DEALER round trips, 1 in flight
+ *   svc-bench raw-client ADDR [flags]      bare DEALER round trips, --in-flight N
  *   svc-bench bench-echo [svc options]     svc service "bench.echo", Echo.Call
- *   svc-bench svc-client [flags]           svc_call by name, 1 in flight
+ *   svc-bench svc-client [flags]           svc calls by name, --in-flight N
  *   svc-bench hotpath [flags]              ns per call of tracing and endpoint stats
  *
  * Clients print one JSON object per line on stdout:
@@ -29,9 +29,9 @@ static const struct {
     const char *summary;              /* one line for --help */
 } s_commands[] = {
     { "raw-server", bm_raw_server, "bare ZeroMQ ROUTER echo server" },
-    { "raw-client", bm_raw_client, "bare ZeroMQ round trips per second, 1 in flight" },
+    { "raw-client", bm_raw_client, "bare ZeroMQ round trips per second, N in flight" },
     { "bench-echo", bm_echo_service, "svc service \"bench.echo\" with endpoint Echo.Call" },
-    { "svc-client", bm_svc_client, "svc unary calls per second by name, 1 in flight" },
+    { "svc-client", bm_svc_client, "svc unary calls per second by name, N in flight" },
     { "stream-source", bm_stream_service, "svc service \"bench.stream\": Stream.Source, Stream.Sink" },
     { "stream-client", bm_stream_client, "svc stream messages per second, one way" },
     { "raw-source", bm_raw_source, "bare ZeroMQ PUSH sending as fast as it can" },

@@ -34,6 +34,7 @@ int bm_measure_window(const bm_window_ops *ops, void *arg, unsigned window, doub
             rc = -EPROTO;
             break;
         }
+        r->answers++;
         if (!measuring && now >= start) {
             measuring = true;
             start = now;

@@ -320,7 +320,7 @@ static void s_reply_error(svc_service *s, svc__msg *m, int code, const char *fmt
     svc__out *o = svc__error_out(s, svc__msg_route(m), m->hdr ? m->hdr->id : m->bad_id, code, fmt,
                                  a, b);
     if (o)
-        svc__server_send(s, o);
+        s_send(s, o, false);   /* in s_drain_in: it drains next */
 }
 
 /* Handles a REQUEST or STREAM_OPEN: answers at once or queues a job.  Takes m. */
@@ -401,7 +401,7 @@ static void s_on_call(svc_service *s, svc__msg *m)
         svc__out *o = svc__handle(s, j, NULL);
         svc__job_free(j);
         if (o)
-            svc__server_send(s, o);
+            s_send(s, o, false);   /* in s_drain_in: it drains next */
         return;
     }
     pthread_mutex_lock(&s->mu);
@@ -445,7 +445,7 @@ static void s_on_ping(svc_service *s, svc__msg *m)
     h.id = m->hdr->id;
     svc__out *o = calloc(1, sizeof *o);
     if (o && svc__pack_out(o, svc__msg_route(m), &h, NULL, 0) == 0)
-        svc__server_send(s, o);
+        s_send(s, o, false);   /* in s_drain_in: it drains next */
     else
         svc__out_free(o);
 }
@@ -492,7 +492,7 @@ static void s_drain_in(svc_service *s)
                                              "malformed message: %s", why);
                 if (o) {
                     o->is_error = false;   /* not a call: not in the stats */
-                    svc__server_send(s, o);
+                    s_send(s, o, false);   /* in s_drain_in: it drains next */
                 }
             }
             svc__msg_close(&m);

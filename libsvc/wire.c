@@ -59,7 +59,7 @@ static void *s_arena_alloc(void *data, size_t size)
     return b->data;
 }
 
-/* Parts are given back all at once (svc__arena_free). */
+/* Parts are given back all at once (s_arena_free). */
 static void s_arena_free_part(void *data, void *p)
 {
 }
@@ -74,6 +74,15 @@ static void s_arena_free(svc__arena *a)
         a->big = next;
     }
     free(a);
+}
+
+/* True when m itself (not its submessages) kept an unknown field numbered 0. */
+static bool s_has_field0(const ProtobufCMessage *m)
+{
+    for (size_t i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return true;
+    return false;
 }
 
 /* svc__wire_decode, with the header's memory from alloc (NULL: malloc). */
@@ -110,12 +119,14 @@ static int s_decode(const void *sig, size_t siglen, const void *hdr, size_t hdrl
     if (id)
         *id = h->id;
     /* protobuf-c keeps field number 0 from an over-long tag as an unknown
-     * field, though no valid protobuf has it (found by fuzz_wire). */
-    for (size_t i = 0; i < h->base.n_unknown_fields; i++) {
-        if (h->base.unknown_fields[i].tag == 0) {
-            s_err(err, errlen, "header has a field numbered 0");
-            goto out_free;
-        }
+     * field, though no valid protobuf has it (found by fuzz_wire), in the
+     * header or in any message inside it. */
+    bool zero = s_has_field0(&h->base) || (h->error && s_has_field0(&h->error->base));
+    for (size_t i = 0; i < h->n_metadata && !zero; i++)
+        zero = s_has_field0(&h->metadata[i]->base);
+    if (zero) {
+        s_err(err, errlen, "header has a field numbered 0");
+        goto out_free;
     }
     switch (h->kind) {
     case SVC__KIND__REQUEST:

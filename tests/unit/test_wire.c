@@ -79,6 +79,14 @@ TEST(decode_rejects_field_number_zero)
     CHECK_INT(svc__wire_decode("SVC01", 5, hdr, sizeof hdr, &out, NULL, err, sizeof err), SVC_EPROTO);
     CHECK(out == NULL);
     CHECK_STR(err, "header has a field numbered 0");
+
+    /* The same inside a metadata entry: 3a 0a = metadata, 10 bytes (found by fuzz_wire). */
+    static const uint8_t nested[] = { 0x08, 0x05, 0x3a, 0x0a, 0x81, 0x00, 0, 0, 0, 0, 0, 0, 0, 0 };
+    out = NULL;
+    CHECK_INT(svc__wire_decode("SVC01", 5, nested, sizeof nested, &out, NULL, err, sizeof err),
+              SVC_EPROTO);
+    CHECK(out == NULL);
+    CHECK_STR(err, "header has a field numbered 0");
 }
 
 TEST(decode_enforces_kind_rules)
