@@ -247,21 +247,22 @@ static void s_conn_drop(svc_client *c, svc__conn *k)
 
 /*
  * The connection to address that is not lost, made if needed.  A lost one
- * without calls is closed; a lost one still holding calls (in their grace
- * period) stays beside the new one until they end.
+ * is marked (lost_at): its calls fail after the grace, and s_conn_sweep
+ * closes it once it holds none; meanwhile it stays beside the new one.  It
+ * is never freed here: s_attempt runs inside the pump's loops over
+ * connections (a retry at once from s_conn_waiters or s_conn_read), which
+ * still hold it.  One marked lost is not reused even if ZeroMQ has
+ * reconnected it since: every call on it would fail with its grace.
  */
 static svc__conn *s_conn_get(svc_client *c, const char *address)
 {
-    for (svc__conn *k = c->conns, *next; k; k = next) {
-        next = k->next;
+    for (svc__conn *k = c->conns; k; k = k->next) {
         if (strcmp(k->address, address) != 0)
             continue;
-        if (!svc__conn_events(k))
+        if (!svc__conn_events(k) && !k->lost_at)
             return k;
-        if (!k->inflight && !k->waiting)
-            s_conn_drop(c, k);
-        else if (!k->lost_at)
-            k->lost_at = svc__now_ms();   /* its calls fail after the grace */
+        if (!k->lost_at)
+            k->lost_at = svc__now_ms();
     }
     svc__conn *k = svc__conn_new(address);
     if (!k)

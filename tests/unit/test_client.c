@@ -99,6 +99,89 @@ static void s_fake_stop(fake *fk)
     svc__socket_close(&fk->sock);
 }
 
+/*
+ * The fake registry: answers Registry.GetService for any name with one
+ * service of version "1.0" whose nodes are at `nodes` (NULL-terminated);
+ * leaves a Registry.Watch open without ever sending an event.
+ */
+typedef struct fake_reg {
+    char address[64];
+    const char *const *nodes;
+    atomic_int lookups;
+    atomic_bool stop;
+    pthread_t thread;
+    void *sock;
+} fake_reg;
+
+static void s_reg_answer(fake_reg *fr, svc__msg *m)
+{
+    if (m->hdr->kind != SVC__KIND__REQUEST || strcmp(m->hdr->endpoint, "Registry.GetService") != 0)
+        return;
+    atomic_fetch_add(&fr->lookups, 1);
+    Svc__Registry__Node nodes[8], *np[8];
+    size_t n = 0;
+    for (; fr->nodes[n] && n < 8; n++) {
+        svc__registry__node__init(&nodes[n]);
+        char id[16];
+        snprintf(id, sizeof id, "node-%zu", n);
+        nodes[n].id = strdup(id);
+        nodes[n].address = (char *)fr->nodes[n];
+        np[n] = &nodes[n];
+    }
+    Svc__Registry__Service s = SVC__REGISTRY__SERVICE__INIT;
+    s.name = "svc";
+    s.version = "1.0";
+    s.nodes = np;
+    s.n_nodes = n;
+    Svc__Registry__Service *sp = &s;
+    Svc__Registry__GetServiceResponse rsp = SVC__REGISTRY__GET_SERVICE_RESPONSE__INIT;
+    rsp.services = &sp;
+    rsp.n_services = 1;
+    uint8_t buf[1024];
+    size_t len = svc__registry__get_service_response__pack(&rsp, buf);
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__RESPONSE;
+    h.id = m->hdr->id;
+    h.content_type = "application/protobuf";
+    svc__wire_send(fr->sock, svc__msg_route(m), &h, buf, len, 0);
+    for (size_t i = 0; i < n; i++)
+        free(nodes[i].id);
+}
+
+static void *s_reg_run(void *arg)
+{
+    fake_reg *fr = arg;
+    while (!atomic_load(&fr->stop)) {
+        zmq_pollitem_t it = { fr->sock, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, 20) <= 0)
+            continue;
+        svc__msg m;
+        char why[128];
+        while (svc__msg_recv(fr->sock, &m, ZMQ_DONTWAIT, true, why, sizeof why) == 0) {
+            s_reg_answer(fr, &m);
+            svc__msg_close(&m);
+        }
+    }
+    return NULL;
+}
+
+static void s_reg_start(fake_reg *fr, const char *name, const char *const *nodes)
+{
+    memset(fr, 0, sizeof *fr);
+    snprintf(fr->address, sizeof fr->address, "inproc://test-client-reg-%s", name);
+    fr->nodes = nodes;
+    fr->sock = svc__socket(ZMQ_ROUTER);
+    CHECK(fr->sock && zmq_bind(fr->sock, fr->address) == 0);
+    pthread_create(&fr->thread, NULL, s_reg_run, fr);
+}
+
+static void s_reg_stop(fake_reg *fr)
+{
+    atomic_store(&fr->stop, true);
+    pthread_join(fr->thread, NULL);
+    svc__socket_close(&fr->sock);
+}
+
 TEST(many_calls_in_flight_from_one_thread_each_get_their_answer)
 {
     fake fk;
@@ -284,6 +367,49 @@ TEST(remote_errors_are_delivered_and_explicit_addresses_not_retried)
     s_fake_stop(&fk);
 }
 
+/*
+ * A node that refuses connections, retried at once (backoff 0): every
+ * retry goes back to the same address (the only node), whose lost
+ * connection must not be freed while the pump still looks at it (it was,
+ * from inside s_conn_waiters: a use-after-free ASan reports).
+ */
+TEST(immediate_retries_to_a_refusing_node_fail_cleanly)
+{
+    static const char *const dead[] = { "tcp://127.0.0.1:1", NULL };
+    fake_reg fr;
+    s_reg_start(&fr, "dead", dead);
+    fake fk;
+    s_fake_start(&fk, "dead-other", 1);
+    svc_client *c = svc_client_new(fr.address);
+    svc_client_set_watch(c, false);
+    CHECK_INT(svc_client_set_breaker(c, 0, 0), 0);
+    svc_retry_policy p = SVC_RETRY_POLICY_INIT;
+    p.backoff_ms = 0;
+    p.backoff_max_ms = 0;
+    p.retries = 3;
+    svc_call_opts o = { .timeout_ms = 10000, .retry = &p };
+    /* Another call in flight meanwhile (listed after the ones started later). */
+    svc_call_opts ho = { .address = fk.address, .timeout_ms = 20000 };
+    svc_future *hang;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &ho, &hang), 0);
+    for (int round = 0; round < 3; round++) {
+        svc_future *f;
+        CHECK_INT(svc_call_async(c, "svc", "Svc.Echo", "x", 1, &o, &f), 0);
+        CHECK_INT(svc_future_wait(f, 10000), 0);
+        svc_error e = SVC_ERROR_INIT;
+        CHECK_INT(svc_future_result(f, NULL, &e), SVC_EUNREACHABLE);
+        CHECK_INT(e.code, 503);
+        CHECK_INT(svc_future_attempts(f), 4);
+        svc_error_release(&e);
+        svc_future_destroy(&f);
+    }
+    CHECK(!svc_future_ready(hang));
+    svc_future_destroy(&hang);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+    s_reg_stop(&fr);
+}
+
 TEST(retry_policy_decides_what_is_retried)
 {
     svc_retry_policy p = SVC_RETRY_POLICY_INIT;
@@ -414,6 +540,7 @@ static const test_case tests[] = {
     T(callbacks_run_once_from_poll_never_from_the_start),
     T(destroying_the_client_completes_pending_calls_with_eclosed),
     T(remote_errors_are_delivered_and_explicit_addresses_not_retried),
+    T(immediate_retries_to_a_refusing_node_fail_cleanly),
     T(retry_policy_decides_what_is_retried),
     T(backoff_grows_is_capped_and_jitter_only_shortens),
     T(watch_events_create_update_and_delete_nodes_of_cached_services),
