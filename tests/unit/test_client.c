@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "svc/client.h"
+#include "svc/wrap.h"
 #include "regcache.h"
 #include "registry.pb-c.h"
 #include "retry.h"
@@ -410,6 +411,57 @@ TEST(immediate_retries_to_a_refusing_node_fail_cleanly)
     s_reg_stop(&fr);
 }
 
+static int s_wrapped;   /* calls that went through s_count_wrapper */
+
+static int s_count_wrapper(svc_call_info *call, void *arg)
+{
+    s_wrapped++;
+    return svc_call_next(call);
+}
+
+/* A callback's synchronous call, on the address in arg. */
+static void s_call_from_cb(void *arg, int rc, svc_reply *reply, svc_error *err)
+{
+    svc_client *c = ((void **)arg)[0];
+    svc_call_opts o = { .address = ((void **)arg)[1], .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    s_cb.last_rc = svc_client_call_raw(c, "fake", "Fake.Echo", "inner", 5, &o, &r, &e);
+    s_cb.calls++;
+    svc_reply_release(&r);
+    svc_error_release(&e);
+}
+
+/*
+ * A callback runs inside whatever wait moves the client, here a synchronous
+ * call's: a synchronous call the callback makes is a call of the client
+ * like any other and goes through its wrappers (it did not: the wrappers
+ * took it for the client's own lookup inside the outer call).
+ */
+TEST(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped)
+{
+    fake fk;
+    s_fake_start(&fk, "cbwrap", 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    CHECK_INT(svc_client_wrap(c, s_count_wrapper, NULL), 0);
+    s_wrapped = 0;
+    memset(&s_cb, 0, sizeof s_cb);
+    void *arg[2] = { c, fk.address };
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    CHECK_INT(svc_call_cb(c, "fake", "Fake.Echo", "cb", 2, &o, s_call_from_cb, arg), 0);
+    /* The outer call waits out its deadline: the callback surely runs inside it. */
+    svc_call_opts ho = { .address = fk.address, .timeout_ms = 300 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "hang", 4, &ho, &r, &e), SVC_ETIMEOUT);
+    svc_error_release(&e);
+    CHECK_INT(s_cb.calls, 1);
+    CHECK_INT(s_cb.last_rc, 0);
+    CHECK_INT(s_wrapped, 2);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
 TEST(retry_policy_decides_what_is_retried)
 {
     svc_retry_policy p = SVC_RETRY_POLICY_INIT;
@@ -541,6 +593,7 @@ static const test_case tests[] = {
     T(destroying_the_client_completes_pending_calls_with_eclosed),
     T(remote_errors_are_delivered_and_explicit_addresses_not_retried),
     T(immediate_retries_to_a_refusing_node_fail_cleanly),
+    T(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped),
     T(retry_policy_decides_what_is_retried),
     T(backoff_grows_is_capped_and_jitter_only_shortens),
     T(watch_events_create_update_and_delete_nodes_of_cached_services),
