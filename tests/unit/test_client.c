@@ -22,7 +22,7 @@
 /*
  * The fake node: collects `batch` requests, then answers them in reverse
  * order, echoing each body.  A body "E<code>" is answered ERROR <code>; a
- * body "hang" is never answered.  Counts every request it receives.
+ * body "hang" is never answered; "slow" is answered after 300 ms.  Counts every request it receives.
  */
 typedef struct fake {
     char address[64];
@@ -42,6 +42,8 @@ static void s_answer(void *sock, svc__msg *m)
     Svc__Error e = SVC__ERROR__INIT;
     if (len == 4 && memcmp(body, "hang", 4) == 0)
         return;
+    if (len == 4 && memcmp(body, "slow", 4) == 0)
+        usleep(300 * 1000);   /* answered late (this fake answers nothing meanwhile) */
     if (len > 1 && body[0] == 'E') {
         h.kind = SVC__KIND__ERROR;
         e.id = "fake";
@@ -98,6 +100,31 @@ static void s_fake_stop(fake *fk)
     atomic_store(&fk->stop, true);
     pthread_join(fk->thread, NULL);
     svc__socket_close(&fk->sock);
+}
+
+/* A fake on a loopback TCP port (its address in fk->address). */
+static void s_fake_start_tcp(fake *fk, int batch)
+{
+    memset(fk, 0, sizeof *fk);
+    fk->batch = batch;
+    fk->sock = svc__socket(ZMQ_ROUTER);
+    CHECK(fk->sock && zmq_bind(fk->sock, "tcp://127.0.0.1:*") == 0);
+    size_t len = sizeof fk->address;
+    zmq_getsockopt(fk->sock, ZMQ_LAST_ENDPOINT, fk->address, &len);
+    pthread_create(&fk->thread, NULL, s_fake_run, fk);
+}
+
+/* The node restarts: its socket closes (connections drop) and binds again at once. */
+static void s_fake_restart(fake *fk)
+{
+    s_fake_stop(fk);
+    atomic_store(&fk->stop, false);
+    fk->sock = svc__socket(ZMQ_ROUTER);
+    int rc = -1;
+    for (int i = 0; i < 200 && (rc = zmq_bind(fk->sock, fk->address)) != 0; i++)
+        usleep(5 * 1000);   /* the old listener closes in libzmq's I/O thread */
+    CHECK_INT(rc, 0);
+    pthread_create(&fk->thread, NULL, s_fake_run, fk);
 }
 
 /*
@@ -411,6 +438,47 @@ TEST(immediate_retries_to_a_refusing_node_fail_cleanly)
     s_reg_stop(&fr);
 }
 
+/*
+ * A node restarts on the same address while a call is in flight: that call
+ * fails after the drop grace, but a call started once ZeroMQ has connected
+ * again goes over a fresh connection and is answered.  (It was sent on the
+ * old connection, marked lost, and failed with the first call's grace.)
+ */
+TEST(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection)
+{
+    fake fk;
+    s_fake_start_tcp(&fk, 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "up", 2, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    svc_future *hang;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &hang), 0);
+    svc_client_poll(c, 20);
+    s_fake_restart(&fk);
+    /* The drop is seen within a full poll round; ZeroMQ reconnects within ~100 ms. */
+    int64_t until = svc_now_ms() + 150;
+    while (svc_now_ms() < until)
+        svc_client_poll(c, 10);
+    CHECK(!svc_future_ready(hang));
+    svc_future *slow;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "slow", 4, &o, &slow), 0);
+    CHECK_INT(svc_future_wait(hang, 5000), 0);
+    CHECK_INT(svc_future_result(hang, NULL, &e), SVC_EUNREACHABLE);
+    svc_error_release(&e);
+    CHECK_INT(svc_future_wait(slow, 5000), 0);
+    CHECK_INT(svc_future_result(slow, &r, &e), 0);
+    CHECK(r.len == 4 && memcmp(r.body, "slow", 4) == 0);
+    svc_reply_release(&r);
+    svc_error_release(&e);
+    svc_future_destroy(&hang);
+    svc_future_destroy(&slow);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
 static int s_wrapped;   /* calls that went through s_count_wrapper */
 
 static int s_count_wrapper(svc_call_info *call, void *arg)
@@ -593,6 +661,7 @@ static const test_case tests[] = {
     T(destroying_the_client_completes_pending_calls_with_eclosed),
     T(remote_errors_are_delivered_and_explicit_addresses_not_retried),
     T(immediate_retries_to_a_refusing_node_fail_cleanly),
+    T(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection),
     T(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped),
     T(retry_policy_decides_what_is_retried),
     T(backoff_grows_is_capped_and_jitter_only_shortens),
