@@ -129,12 +129,14 @@ static void s_fake_restart(fake *fk)
 
 /*
  * The fake registry: answers Registry.GetService for any name with one
- * service of version "1.0" whose nodes are at `nodes` (NULL-terminated);
+ * service of version "1.0" whose nodes are at `nodes` (NULL-terminated),
+ * or only the first `answer_max` lookups (a registry that then hangs);
  * leaves a Registry.Watch open without ever sending an event.
  */
 typedef struct fake_reg {
     char address[64];
     const char *const *nodes;
+    atomic_int answer_max;   /* answer only this many lookups (then hang); 0 = all */
     atomic_int lookups;
     atomic_bool stop;
     pthread_t thread;
@@ -145,7 +147,9 @@ static void s_reg_answer(fake_reg *fr, svc__msg *m)
 {
     if (m->hdr->kind != SVC__KIND__REQUEST || strcmp(m->hdr->endpoint, "Registry.GetService") != 0)
         return;
-    atomic_fetch_add(&fr->lookups, 1);
+    int seen = atomic_fetch_add(&fr->lookups, 1);
+    if (atomic_load(&fr->answer_max) && seen >= atomic_load(&fr->answer_max))
+        return;
     Svc__Registry__Node nodes[8], *np[8];
     size_t n = 0;
     for (; fr->nodes[n] && n < 8; n++) {
@@ -479,6 +483,41 @@ TEST(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection)
     s_fake_stop(&fk);
 }
 
+/*
+ * The registry hangs (takes the connection, never answers) after the first
+ * lookup: a call whose cached view is stale is served that view after a
+ * short wait, as when the registry cannot be reached at all, instead of
+ * spending its whole deadline on the lookup and failing with 408.
+ */
+TEST(a_stale_view_is_served_when_the_registry_hangs)
+{
+    fake fk;
+    s_fake_start(&fk, "hungreg", 1);
+    const char *const nodes[] = { fk.address, NULL };
+    fake_reg fr;
+    s_reg_start(&fr, "hung", nodes);
+    atomic_store(&fr.answer_max, 1);
+    svc_client *c = svc_client_new(fr.address);
+    svc_client_set_watch(c, false);
+    CHECK_INT(svc_client_set_cache(c, 20), 0);
+    svc_call_opts o = { .timeout_ms = 3000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "svc", "Svc.Echo", "a", 1, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    usleep(50 * 1000);   /* the view is stale now */
+    int64_t t0 = svc_now_ms();
+    CHECK_INT(svc_client_call_raw(c, "svc", "Svc.Echo", "b", 1, &o, &r, &e), 0);
+    CHECK(r.len == 1 && r.body && ((char *)r.body)[0] == 'b');
+    CHECK(svc_now_ms() - t0 < 2000);
+    CHECK_INT(atomic_load(&fr.lookups), 2);
+    svc_reply_release(&r);
+    svc_error_release(&e);
+    svc_client_destroy(&c);
+    s_reg_stop(&fr);
+    s_fake_stop(&fk);
+}
+
 static int s_wrapped;   /* calls that went through s_count_wrapper */
 
 static int s_count_wrapper(svc_call_info *call, void *arg)
@@ -662,6 +701,7 @@ static const test_case tests[] = {
     T(remote_errors_are_delivered_and_explicit_addresses_not_retried),
     T(immediate_retries_to_a_refusing_node_fail_cleanly),
     T(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection),
+    T(a_stale_view_is_served_when_the_registry_hangs),
     T(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped),
     T(retry_policy_decides_what_is_retried),
     T(backoff_grows_is_capped_and_jitter_only_shortens),
