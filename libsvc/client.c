@@ -559,6 +559,9 @@ static const char *s_choose(svc_client *c, svc_future *f)
     }
     for (size_t i = 0; i < n; i++)
         nodes[i].failed = false;
+    if (pick)
+        svc__breaker_probing(c->breakers, pick->address, c->breaker_failures,
+                             c->breaker_cooldown_ms, svc__now_ms());
     if (!pick) {
         s_fail(c, f, SVC_ENOTFOUND, 404, "no node of service \"%s\" matches version \"%s\" "
                "and metadata \"%s\"", f->service, f->version ? f->version : "*",

@@ -149,6 +149,14 @@ bool svc__breaker_report(svc__breaker **table, const char *address, bool ok, int
     return false;
 }
 
+void svc__breaker_probing(svc__breaker *table, const char *address, int failures, int cooldown_ms,
+                          int64_t now)
+{
+    svc__breaker *b = failures > 0 ? s_find(table, address) : NULL;
+    if (b && b->fails >= failures && b->open_until && b->open_until <= now)
+        b->open_until = now + cooldown_ms;
+}
+
 void svc__breaker_free(svc__breaker **table)
 {
     while (*table) {

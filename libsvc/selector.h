@@ -68,6 +68,16 @@ svc__node *svc__select_node(svc__node *nodes, size_t n, const svc__select *s,
 bool svc__breaker_report(svc__breaker **table, const char *address, bool ok, int failures,
                          int cooldown_ms, int64_t now);
 
+/*
+ * A call is about to go to address.  If its breaker is due for a probe
+ * (open, cool-down over) this call is the probe: the breaker stays open to
+ * every other call for another cooldown_ms, or until the probe's outcome
+ * is reported.  Without it, every call started meanwhile (many in flight,
+ * asynchronous) would go to the node.  failures 0: nothing.
+ */
+void svc__breaker_probing(svc__breaker *table, const char *address, int failures, int cooldown_ms,
+                          int64_t now);
+
 /* Frees the table. */
 void svc__breaker_free(svc__breaker **table);
 

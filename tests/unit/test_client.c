@@ -518,6 +518,50 @@ TEST(a_stale_view_is_served_when_the_registry_hangs)
     s_fake_stop(&fk);
 }
 
+/*
+ * After a breaker's cool-down one call probes the node: calls started at
+ * once meanwhile (asynchronous, many in flight) keep leaving it out until
+ * the probe's outcome.  (They all went to it, each failing once.)
+ */
+TEST(after_the_cooldown_one_call_probes_the_node_not_every_call_in_flight)
+{
+    fake fk;
+    s_fake_start(&fk, "probe", 1);
+    const char *const nodes[] = { "tcp://127.0.0.1:1", fk.address, NULL };
+    fake_reg fr;
+    s_reg_start(&fr, "probe", nodes);
+    svc_client *c = svc_client_new(fr.address);
+    svc_client_set_watch(c, false);
+    CHECK_INT(svc_client_set_breaker(c, 1, 300), 0);
+    svc_call_opts o = { .timeout_ms = 5000 };
+    /* Calls until one has met the refusing node: its breaker is open. */
+    bool opened = false;
+    for (int i = 0; i < 50 && !opened; i++) {
+        svc_future *f;
+        CHECK_INT(svc_call_async(c, "svc", "Svc.Echo", "w", 1, &o, &f), 0);
+        CHECK_INT(svc_future_wait(f, 5000), 0);
+        CHECK_INT(svc_future_result(f, NULL, NULL), 0);
+        opened = svc_future_attempts(f) == 2;
+        svc_future_destroy(&f);
+    }
+    CHECK(opened);
+    usleep(400 * 1000);   /* past the cool-down */
+    svc_future *fs[20];
+    for (int i = 0; i < 20; i++)
+        CHECK_INT(svc_call_async(c, "svc", "Svc.Echo", "p", 1, &o, &fs[i]), 0);
+    int extra = 0;
+    for (int i = 0; i < 20; i++) {
+        CHECK_INT(svc_future_wait(fs[i], 5000), 0);
+        CHECK_INT(svc_future_result(fs[i], NULL, NULL), 0);
+        extra += svc_future_attempts(fs[i]) - 1;
+        svc_future_destroy(&fs[i]);
+    }
+    CHECK(extra <= 1);
+    svc_client_destroy(&c);
+    s_reg_stop(&fr);
+    s_fake_stop(&fk);
+}
+
 static int s_wrapped;   /* calls that went through s_count_wrapper */
 
 static int s_count_wrapper(svc_call_info *call, void *arg)
@@ -702,6 +746,7 @@ static const test_case tests[] = {
     T(immediate_retries_to_a_refusing_node_fail_cleanly),
     T(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection),
     T(a_stale_view_is_served_when_the_registry_hangs),
+    T(after_the_cooldown_one_call_probes_the_node_not_every_call_in_flight),
     T(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped),
     T(retry_policy_decides_what_is_retried),
     T(backoff_grows_is_capped_and_jitter_only_shortens),

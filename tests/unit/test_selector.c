@@ -96,6 +96,17 @@ TEST(breaker_opens_after_failures_and_probes_after_cooldown)
     for (int i = 0; i < 64; i++)
         picked_a += svc__select_node(ns, 2, &sel, t, 2500, NULL) == &ns[0];
     CHECK(picked_a > 0 && picked_a < 64);   /* both in rotation again */
+    /* Due for a probe: the call that takes it keeps the others off the node. */
+    CHECK(!svc__breaker_report(&t, "a", false, 3, 1000, 2600));
+    CHECK(svc__breaker_report(&t, "a", false, 3, 1000, 2700));      /* open until 3700 */
+    svc__breaker_probing(t, "a", 3, 1000, 3800);                    /* the probe */
+    for (int i = 0; i < 20; i++)
+        CHECK(svc__select_node(ns, 2, &sel, t, 3900, NULL) == &ns[1]);
+    CHECK(!svc__breaker_report(&t, "a", true, 3, 1000, 3950));      /* it answered */
+    picked_a = 0;
+    for (int i = 0; i < 64; i++)
+        picked_a += svc__select_node(ns, 2, &sel, t, 4000, NULL) == &ns[0];
+    CHECK(picked_a > 0 && picked_a < 64);
     /* failures 0: the breaker is off. */
     CHECK(!svc__breaker_report(&t, "c", false, 0, 1000, 0));
     svc__breaker_free(&t);
