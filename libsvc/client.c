@@ -752,14 +752,16 @@ static void s_conn_waiters(svc_client *c, svc__conn *k)
  * Closes lost connections that no call uses any more: at once those lost
  * with calls on them; idle ones (a node that went away between calls,
  * which ZeroMQ would retry for ever) when a sweep every S_SWEEP_MS reads
- * their monitors.
+ * their monitors.  The sweep also forgets breakers of nodes long quiet.
  */
 static void s_conn_sweep(svc_client *c)
 {
     int64_t now = svc__now_ms();
     bool idle_too = now >= c->next_sweep;
-    if (idle_too)
+    if (idle_too) {
         c->next_sweep = now + S_SWEEP_MS;
+        svc__breaker_prune(&c->breakers, now);
+    }
     for (svc__conn *k = c->conns, *next; k; k = next) {
         next = k->next;
         if (k->inflight || k->waiting)

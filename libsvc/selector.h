@@ -33,6 +33,7 @@ typedef struct svc__breaker {
     char *address;                 /* owned */
     int fails;                     /* consecutive failures */
     int64_t open_until;            /* monotonic ms; 0 = closed */
+    int64_t last_fail;             /* monotonic ms of the latest failure */
     struct svc__breaker *next;
 } svc__breaker;
 
@@ -77,6 +78,16 @@ bool svc__breaker_report(svc__breaker **table, const char *address, bool ok, int
  */
 void svc__breaker_probing(svc__breaker *table, const char *address, int failures, int cooldown_ms,
                           int64_t now);
+
+/* How long a breaker is kept without a failure (closed or due by then). */
+#define SVC__BREAKER_FORGET_MS 60000
+
+/*
+ * Drops the breakers that saw no failure for SVC__BREAKER_FORGET_MS and are
+ * not open, so the table does not grow with every address that ever
+ * failed (nodes restarted on new ports, gone for good).
+ */
+void svc__breaker_prune(svc__breaker **table, int64_t now);
 
 /* Frees the table. */
 void svc__breaker_free(svc__breaker **table);
