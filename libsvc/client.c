@@ -688,7 +688,7 @@ static int64_t s_next_due(const svc_client *c)
     int64_t due = -1;
     for (const svc_future *f = c->pending; f; f = f->next) {
         int64_t t = f->state == S_SENT ? f->attempt_deadline : f->due;
-        if (f->state == S_SENT && f->conn->lost_at)
+        if (f->state == S_SENT && f->conn->lost_at && f->conn->lost_at + SVC_DROP_GRACE_MS < t)
             t = f->conn->lost_at + SVC_DROP_GRACE_MS;
         if (due < 0 || t < due)
             due = t;

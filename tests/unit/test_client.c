@@ -562,6 +562,35 @@ TEST(after_the_cooldown_one_call_probes_the_node_not_every_call_in_flight)
     s_fake_stop(&fk);
 }
 
+/*
+ * The connection drops within the drop grace of the call's deadline: the
+ * call still ends at its deadline with 408 (it slept on to the end of the
+ * grace, past the deadline, and ended with 503).
+ */
+TEST(a_drop_just_before_the_deadline_does_not_make_the_call_overrun_it)
+{
+    fake fk;
+    s_fake_start_tcp(&fk, 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "up", 2, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    o.timeout_ms = 400;
+    svc_future *f;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &f), 0);
+    svc_client_poll(c, 250);
+    s_fake_restart(&fk);   /* seen lost about 300 ms in: its grace ends after the deadline */
+    CHECK_INT(svc_future_wait(f, 5000), 0);
+    CHECK_INT(svc_future_result(f, NULL, &e), SVC_ETIMEOUT);
+    CHECK_INT(e.code, 408);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
 static int s_wrapped;   /* calls that went through s_count_wrapper */
 
 static int s_count_wrapper(svc_call_info *call, void *arg)
@@ -747,6 +776,7 @@ static const test_case tests[] = {
     T(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection),
     T(a_stale_view_is_served_when_the_registry_hangs),
     T(after_the_cooldown_one_call_probes_the_node_not_every_call_in_flight),
+    T(a_drop_just_before_the_deadline_does_not_make_the_call_overrun_it),
     T(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped),
     T(retry_policy_decides_what_is_retried),
     T(backoff_grows_is_capped_and_jitter_only_shortens),
