@@ -591,6 +591,42 @@ TEST(a_drop_just_before_the_deadline_does_not_make_the_call_overrun_it)
     s_fake_stop(&fk);
 }
 
+/*
+ * The node restarts while the client does other work (no pump): ZeroMQ
+ * drops the connection and makes it again before the client reads the
+ * monitor.  The call sent on the old connection is lost with it, and ends
+ * after the drop grace (it waited for its whole deadline: the reconnect
+ * hid the drop).
+ */
+TEST(a_drop_repaired_while_the_client_was_busy_still_fails_the_calls_on_it)
+{
+    fake fk;
+    s_fake_start_tcp(&fk, 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "up", 2, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    svc_future *f;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &f), 0);
+    svc_client_poll(c, 20);
+    s_fake_restart(&fk);
+    usleep(500 * 1000);   /* busy: ZeroMQ reconnects meanwhile (every 100 ms) */
+    int64_t t0 = svc_now_ms();
+    CHECK_INT(svc_future_wait(f, 10000), 0);
+    CHECK_INT(svc_future_result(f, NULL, &e), SVC_EUNREACHABLE);
+    CHECK_INT(e.code, 503);
+    CHECK(svc_now_ms() - t0 < 2500);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    /* The node answers on the new connection. */
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "again", 5, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
 static int s_wrapped;   /* calls that went through s_count_wrapper */
 
 static int s_count_wrapper(svc_call_info *call, void *arg)
@@ -777,6 +813,7 @@ static const test_case tests[] = {
     T(a_stale_view_is_served_when_the_registry_hangs),
     T(after_the_cooldown_one_call_probes_the_node_not_every_call_in_flight),
     T(a_drop_just_before_the_deadline_does_not_make_the_call_overrun_it),
+    T(a_drop_repaired_while_the_client_was_busy_still_fails_the_calls_on_it),
     T(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped),
     T(retry_policy_decides_what_is_retried),
     T(backoff_grows_is_capped_and_jitter_only_shortens),
