@@ -247,21 +247,22 @@ static void s_conn_drop(svc_client *c, svc__conn *k)
 
 /*
  * The connection to address that is not lost, made if needed.  A lost one
- * without calls is closed; a lost one still holding calls (in their grace
- * period) stays beside the new one until they end.
+ * is marked (lost_at): its calls fail after the grace, and s_conn_sweep
+ * closes it once it holds none; meanwhile it stays beside the new one.  It
+ * is never freed here: s_attempt runs inside the pump's loops over
+ * connections (a retry at once from s_conn_waiters or s_conn_read), which
+ * still hold it.  One marked lost is not reused even if ZeroMQ has
+ * reconnected it since: every call on it would fail with its grace.
  */
 static svc__conn *s_conn_get(svc_client *c, const char *address)
 {
-    for (svc__conn *k = c->conns, *next; k; k = next) {
-        next = k->next;
+    for (svc__conn *k = c->conns; k; k = k->next) {
         if (strcmp(k->address, address) != 0)
             continue;
-        if (!svc__conn_events(k))
+        if (!svc__conn_events(k) && !k->lost_at)
             return k;
-        if (!k->inflight && !k->waiting)
-            s_conn_drop(c, k);
-        else if (!k->lost_at)
-            k->lost_at = svc__now_ms();   /* its calls fail after the grace */
+        if (!k->lost_at)
+            k->lost_at = svc__now_ms();
     }
     svc__conn *k = svc__conn_new(address);
     if (!k)
@@ -558,6 +559,9 @@ static const char *s_choose(svc_client *c, svc_future *f)
     }
     for (size_t i = 0; i < n; i++)
         nodes[i].failed = false;
+    if (pick)
+        svc__breaker_probing(c->breakers, pick->address, c->breaker_failures,
+                             c->breaker_cooldown_ms, svc__now_ms());
     if (!pick) {
         s_fail(c, f, SVC_ENOTFOUND, 404, "no node of service \"%s\" matches version \"%s\" "
                "and metadata \"%s\"", f->service, f->version ? f->version : "*",
@@ -684,7 +688,7 @@ static int64_t s_next_due(const svc_client *c)
     int64_t due = -1;
     for (const svc_future *f = c->pending; f; f = f->next) {
         int64_t t = f->state == S_SENT ? f->attempt_deadline : f->due;
-        if (f->state == S_SENT && f->conn->lost_at)
+        if (f->state == S_SENT && f->conn->lost_at && f->conn->lost_at + SVC_DROP_GRACE_MS < t)
             t = f->conn->lost_at + SVC_DROP_GRACE_MS;
         if (due < 0 || t < due)
             due = t;
@@ -748,14 +752,16 @@ static void s_conn_waiters(svc_client *c, svc__conn *k)
  * Closes lost connections that no call uses any more: at once those lost
  * with calls on them; idle ones (a node that went away between calls,
  * which ZeroMQ would retry for ever) when a sweep every S_SWEEP_MS reads
- * their monitors.
+ * their monitors.  The sweep also forgets breakers of nodes long quiet.
  */
 static void s_conn_sweep(svc_client *c)
 {
     int64_t now = svc__now_ms();
     bool idle_too = now >= c->next_sweep;
-    if (idle_too)
+    if (idle_too) {
         c->next_sweep = now + S_SWEEP_MS;
+        svc__breaker_prune(&c->breakers, now);
+    }
     for (svc__conn *k = c->conns, *next; k; k = next) {
         next = k->next;
         if (k->inflight || k->waiting)

@@ -67,7 +67,12 @@ void svc__conn_destroy(svc__conn **cp)
     *cp = NULL;
 }
 
-/* Reads every pending monitor event and updates c->up / c->lost. */
+/*
+ * Reads every pending monitor event and updates c->up / c->lost.  A loss
+ * while calls are in flight marks the connection (lost_at) at once: when
+ * the client reads the events late, ZeroMQ may have connected again
+ * already (c->lost false again), but what was sent before is gone.
+ */
 static void s_read_events(svc__conn *c)
 {
     for (;;) {
@@ -97,6 +102,8 @@ static void s_read_events(svc__conn *c)
         } else {
             c->up = false;
             c->lost = true;
+            if (c->inflight && !c->lost_at)
+                c->lost_at = svc__now_ms();
             svc_debug("connection event\taddress=%s event=%u", c->address, ev);
         }
     }

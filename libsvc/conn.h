@@ -32,7 +32,8 @@ typedef struct svc__conn {
     bool lost;               /* refused or disconnected, and not reconnected since */
     unsigned inflight;       /* async calls sent on it and not answered (client.c) */
     unsigned waiting;        /* async calls waiting for it to come up (client.c) */
-    int64_t lost_at;         /* monotonic ms the client saw it lost with calls on it, 0 = not */
+    int64_t lost_at;         /* monotonic ms the client saw it lost with calls on it, 0 = not
+                                (set by the event reader too: a drop ZeroMQ repaired counts) */
     struct svc__conn *next;  /* client's list */
 } svc__conn;
 

@@ -519,6 +519,11 @@ int svc__regcache_nodes(svc__regcache *r, const char *service, int64_t deadline,
         *n = v->n;
         return 0;
     }
+    /* With a view to fall back on, a registry that does not answer soon
+     * counts as unreachable: the call is not to spend its deadline here
+     * (nor the client's other calls, which wait while this blocks). */
+    if (v && v->n && deadline > now + SVC_REGISTRY_STALE_WAIT_MS)
+        deadline = now + SVC_REGISTRY_STALE_WAIT_MS;
     Svc__Registry__GetServiceResponse *rsp = NULL;
     svc_error rerr = SVC_ERROR_INIT;
     int rc = s_get(r, service, deadline, &rsp, &rerr);

@@ -20,8 +20,9 @@
  * as long as the watch does; fetched while the watch is young, until it
  * settles (then fetched once more: events may have slipped between fetch
  * and watch); fetched without a watch, cache_ms.  A view that is not fresh
- * is fetched again; if the registry cannot be reached the stale view is
- * served, and the registry is not asked again for SVC_REGISTRY_RETRY_MS.
+ * is fetched again; if the registry cannot be reached (or does not answer
+ * within SVC_REGISTRY_STALE_WAIT_MS) the stale view is served, and the
+ * registry is not asked again for SVC_REGISTRY_RETRY_MS.
  * The first refetch after the watch reopened (a registry that restarted)
  * keeps a view the registry answers 404 for another cache_ms: its nodes
  * re-register within their interval, and their create events re-add them.
@@ -41,6 +42,8 @@
 
 /* After the registry failed, how long stale views are served without asking it again. */
 #define SVC_REGISTRY_RETRY_MS 1000
+/* How long a refetch waits for the registry when a stale view could be served instead. */
+#define SVC_REGISTRY_STALE_WAIT_MS 500
 /* A lookup reads an open watch itself when nothing read it for this long. */
 #define SVC_WATCH_READ_MS 10
 /* Pause before a watch that ended or failed to open is tried again. */

@@ -140,6 +140,7 @@ bool svc__breaker_report(svc__breaker **table, const char *address, bool ok, int
         *table = b;
     }
     b->fails++;
+    b->last_fail = now;
     /* A failed probe (breaker was open) reopens at once. */
     if (b->fails >= failures) {
         bool opened = b->open_until <= now;
@@ -147,6 +148,28 @@ bool svc__breaker_report(svc__breaker **table, const char *address, bool ok, int
         return opened;
     }
     return false;
+}
+
+void svc__breaker_probing(svc__breaker *table, const char *address, int failures, int cooldown_ms,
+                          int64_t now)
+{
+    svc__breaker *b = failures > 0 ? s_find(table, address) : NULL;
+    if (b && b->fails >= failures && b->open_until && b->open_until <= now)
+        b->open_until = now + cooldown_ms;
+}
+
+void svc__breaker_prune(svc__breaker **table, int64_t now)
+{
+    for (svc__breaker **p = table; *p;) {
+        svc__breaker *b = *p;
+        if (now - b->last_fail < SVC__BREAKER_FORGET_MS || b->open_until > now) {
+            p = &b->next;
+            continue;
+        }
+        *p = b->next;
+        free(b->address);
+        free(b);
+    }
 }
 
 void svc__breaker_free(svc__breaker **table)

@@ -33,6 +33,7 @@ typedef struct svc__breaker {
     char *address;                 /* owned */
     int fails;                     /* consecutive failures */
     int64_t open_until;            /* monotonic ms; 0 = closed */
+    int64_t last_fail;             /* monotonic ms of the latest failure */
     struct svc__breaker *next;
 } svc__breaker;
 
@@ -67,6 +68,26 @@ svc__node *svc__select_node(svc__node *nodes, size_t n, const svc__select *s,
  */
 bool svc__breaker_report(svc__breaker **table, const char *address, bool ok, int failures,
                          int cooldown_ms, int64_t now);
+
+/*
+ * A call is about to go to address.  If its breaker is due for a probe
+ * (open, cool-down over) this call is the probe: the breaker stays open to
+ * every other call for another cooldown_ms, or until the probe's outcome
+ * is reported.  Without it, every call started meanwhile (many in flight,
+ * asynchronous) would go to the node.  failures 0: nothing.
+ */
+void svc__breaker_probing(svc__breaker *table, const char *address, int failures, int cooldown_ms,
+                          int64_t now);
+
+/* How long a breaker is kept without a failure (closed or due by then). */
+#define SVC__BREAKER_FORGET_MS 60000
+
+/*
+ * Drops the breakers that saw no failure for SVC__BREAKER_FORGET_MS and are
+ * not open, so the table does not grow with every address that ever
+ * failed (nodes restarted on new ports, gone for good).
+ */
+void svc__breaker_prune(svc__breaker **table, int64_t now);
 
 /* Frees the table. */
 void svc__breaker_free(svc__breaker **table);

@@ -17,9 +17,6 @@
 
 #define S_ID "svc.client"
 
-/* The client whose innermost step (the call itself) runs on this thread, or NULL. */
-static __thread const svc_client *s_inner;
-
 /* ---- chains ------------------------------------------------------------------ */
 
 static int s_cadd(svc__cwraps *w, svc_call_wrapper_fn fn, void *arg)
@@ -69,9 +66,9 @@ int svc__wrap_log_requests(svc_service *s)
 /*
  * The public entry of every unary call: the call's metadata (the client's
  * defaults under the call's own pairs) gets its trace ids, the ids become
- * the thread's context for the call, and the wrappers run — except for
- * the calls a client makes for itself while it calls (registry lookups),
- * which are traced but not wrapped.  On a thread handling a request the
+ * the thread's context for the call, and the wrappers run (the registry
+ * lookups a client makes for itself are not calls: regcache.c asks the
+ * registry on its own connection).  On a thread handling a request the
  * call ends by the request's deadline: one already passed fails with 408
  * and nothing is sent.
  */
@@ -95,7 +92,7 @@ int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint
             o.timeout_ms = (int)left;
     }
     const svc_meta *dflt = svc__client_meta(c);
-    bool wrapped = s_inner != c && svc__client_wraps(c)->n > 0;
+    bool wrapped = svc__client_wraps(c)->n > 0;
     int rc;
 
     if (!wrapped && (!o.meta || o.meta->n <= 29)) {
@@ -105,10 +102,7 @@ int svc_client_call_raw(svc_client *c, const char *service, const char *endpoint
         o.meta = svc__trace_call_meta(o.meta, dflt, &tm);
         tm.lc.deadline = lc.deadline;
         const svc__logctx *prev = svc__logctx_set(&tm.lc);
-        const svc_client *inner = s_inner;
-        s_inner = c;
         rc = svc__client_call_raw(c, service, endpoint, body, len, &o, out, err);
-        s_inner = inner;
         svc__logctx_set(prev);
         return rc;
     }
@@ -150,12 +144,8 @@ int svc_call_next(svc_call_info *ci)
     svc_reply_release(ci->reply);
     svc_call_opts o = *ci->opts;
     o.meta = ci->meta;
-    const svc_client *prev = s_inner;
-    s_inner = ci->client;
-    int rc = svc__client_call_raw(ci->client, ci->service, ci->endpoint, ci->body, ci->len, &o,
-                                  ci->reply, ci->err);
-    s_inner = prev;
-    return rc;
+    return svc__client_call_raw(ci->client, ci->service, ci->endpoint, ci->body, ci->len, &o,
+                                ci->reply, ci->err);
 }
 
 int svc_call_fail(svc_call_info *ci, int code, const char *fmt, ...)

@@ -15,8 +15,9 @@
  * so a steady-state call makes no registry round trip.  Without a watch
  * (registryd down, watch disabled, or the first SVC_WATCH_SETTLE_MS after a
  * watch opened) a view is trusted for `cache_ms` and then fetched again;
- * when the registry cannot be reached the stale view is served (a refetch
- * is tried at most once a second), and the watch is reopened every second
+ * when the registry cannot be reached, or does not answer a refetch within
+ * 500 ms, the stale view is served (a refetch is tried at most once a
+ * second), and the watch is reopened every second
  * until it works; every reopen refetches the views (events were missed).
  *
  * Asynchronous calls.  svc_call_async() sends a call and returns a future

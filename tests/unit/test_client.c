@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "svc/client.h"
+#include "svc/wrap.h"
 #include "regcache.h"
 #include "registry.pb-c.h"
 #include "retry.h"
@@ -21,7 +22,7 @@
 /*
  * The fake node: collects `batch` requests, then answers them in reverse
  * order, echoing each body.  A body "E<code>" is answered ERROR <code>; a
- * body "hang" is never answered.  Counts every request it receives.
+ * body "hang" is never answered; "slow" is answered after 300 ms.  Counts every request it receives.
  */
 typedef struct fake {
     char address[64];
@@ -41,6 +42,8 @@ static void s_answer(void *sock, svc__msg *m)
     Svc__Error e = SVC__ERROR__INIT;
     if (len == 4 && memcmp(body, "hang", 4) == 0)
         return;
+    if (len == 4 && memcmp(body, "slow", 4) == 0)
+        usleep(300 * 1000);   /* answered late (this fake answers nothing meanwhile) */
     if (len > 1 && body[0] == 'E') {
         h.kind = SVC__KIND__ERROR;
         e.id = "fake";
@@ -97,6 +100,118 @@ static void s_fake_stop(fake *fk)
     atomic_store(&fk->stop, true);
     pthread_join(fk->thread, NULL);
     svc__socket_close(&fk->sock);
+}
+
+/* A fake on a loopback TCP port (its address in fk->address). */
+static void s_fake_start_tcp(fake *fk, int batch)
+{
+    memset(fk, 0, sizeof *fk);
+    fk->batch = batch;
+    fk->sock = svc__socket(ZMQ_ROUTER);
+    CHECK(fk->sock && zmq_bind(fk->sock, "tcp://127.0.0.1:*") == 0);
+    size_t len = sizeof fk->address;
+    zmq_getsockopt(fk->sock, ZMQ_LAST_ENDPOINT, fk->address, &len);
+    pthread_create(&fk->thread, NULL, s_fake_run, fk);
+}
+
+/* The node restarts: its socket closes (connections drop) and binds again at once. */
+static void s_fake_restart(fake *fk)
+{
+    s_fake_stop(fk);
+    atomic_store(&fk->stop, false);
+    fk->sock = svc__socket(ZMQ_ROUTER);
+    int rc = -1;
+    for (int i = 0; i < 200 && (rc = zmq_bind(fk->sock, fk->address)) != 0; i++)
+        usleep(5 * 1000);   /* the old listener closes in libzmq's I/O thread */
+    CHECK_INT(rc, 0);
+    pthread_create(&fk->thread, NULL, s_fake_run, fk);
+}
+
+/*
+ * The fake registry: answers Registry.GetService for any name with one
+ * service of version "1.0" whose nodes are at `nodes` (NULL-terminated),
+ * or only the first `answer_max` lookups (a registry that then hangs);
+ * leaves a Registry.Watch open without ever sending an event.
+ */
+typedef struct fake_reg {
+    char address[64];
+    const char *const *nodes;
+    atomic_int answer_max;   /* answer only this many lookups (then hang); 0 = all */
+    atomic_int lookups;
+    atomic_bool stop;
+    pthread_t thread;
+    void *sock;
+} fake_reg;
+
+static void s_reg_answer(fake_reg *fr, svc__msg *m)
+{
+    if (m->hdr->kind != SVC__KIND__REQUEST || strcmp(m->hdr->endpoint, "Registry.GetService") != 0)
+        return;
+    int seen = atomic_fetch_add(&fr->lookups, 1);
+    if (atomic_load(&fr->answer_max) && seen >= atomic_load(&fr->answer_max))
+        return;
+    Svc__Registry__Node nodes[8], *np[8];
+    size_t n = 0;
+    for (; fr->nodes[n] && n < 8; n++) {
+        svc__registry__node__init(&nodes[n]);
+        char id[16];
+        snprintf(id, sizeof id, "node-%zu", n);
+        nodes[n].id = strdup(id);
+        nodes[n].address = (char *)fr->nodes[n];
+        np[n] = &nodes[n];
+    }
+    Svc__Registry__Service s = SVC__REGISTRY__SERVICE__INIT;
+    s.name = "svc";
+    s.version = "1.0";
+    s.nodes = np;
+    s.n_nodes = n;
+    Svc__Registry__Service *sp = &s;
+    Svc__Registry__GetServiceResponse rsp = SVC__REGISTRY__GET_SERVICE_RESPONSE__INIT;
+    rsp.services = &sp;
+    rsp.n_services = 1;
+    uint8_t buf[1024];
+    size_t len = svc__registry__get_service_response__pack(&rsp, buf);
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__RESPONSE;
+    h.id = m->hdr->id;
+    h.content_type = "application/protobuf";
+    svc__wire_send(fr->sock, svc__msg_route(m), &h, buf, len, 0);
+    for (size_t i = 0; i < n; i++)
+        free(nodes[i].id);
+}
+
+static void *s_reg_run(void *arg)
+{
+    fake_reg *fr = arg;
+    while (!atomic_load(&fr->stop)) {
+        zmq_pollitem_t it = { fr->sock, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, 20) <= 0)
+            continue;
+        svc__msg m;
+        char why[128];
+        while (svc__msg_recv(fr->sock, &m, ZMQ_DONTWAIT, true, why, sizeof why) == 0) {
+            s_reg_answer(fr, &m);
+            svc__msg_close(&m);
+        }
+    }
+    return NULL;
+}
+
+static void s_reg_start(fake_reg *fr, const char *name, const char *const *nodes)
+{
+    memset(fr, 0, sizeof *fr);
+    snprintf(fr->address, sizeof fr->address, "inproc://test-client-reg-%s", name);
+    fr->nodes = nodes;
+    fr->sock = svc__socket(ZMQ_ROUTER);
+    CHECK(fr->sock && zmq_bind(fr->sock, fr->address) == 0);
+    pthread_create(&fr->thread, NULL, s_reg_run, fr);
+}
+
+static void s_reg_stop(fake_reg *fr)
+{
+    atomic_store(&fr->stop, true);
+    pthread_join(fr->thread, NULL);
+    svc__socket_close(&fr->sock);
 }
 
 TEST(many_calls_in_flight_from_one_thread_each_get_their_answer)
@@ -284,6 +399,285 @@ TEST(remote_errors_are_delivered_and_explicit_addresses_not_retried)
     s_fake_stop(&fk);
 }
 
+/*
+ * A node that refuses connections, retried at once (backoff 0): every
+ * retry goes back to the same address (the only node), whose lost
+ * connection must not be freed while the pump still looks at it (it was,
+ * from inside s_conn_waiters: a use-after-free ASan reports).
+ */
+TEST(immediate_retries_to_a_refusing_node_fail_cleanly)
+{
+    static const char *const dead[] = { "tcp://127.0.0.1:1", NULL };
+    fake_reg fr;
+    s_reg_start(&fr, "dead", dead);
+    fake fk;
+    s_fake_start(&fk, "dead-other", 1);
+    svc_client *c = svc_client_new(fr.address);
+    svc_client_set_watch(c, false);
+    CHECK_INT(svc_client_set_breaker(c, 0, 0), 0);
+    svc_retry_policy p = SVC_RETRY_POLICY_INIT;
+    p.backoff_ms = 0;
+    p.backoff_max_ms = 0;
+    p.retries = 3;
+    svc_call_opts o = { .timeout_ms = 10000, .retry = &p };
+    /* Another call in flight meanwhile (listed after the ones started later). */
+    svc_call_opts ho = { .address = fk.address, .timeout_ms = 20000 };
+    svc_future *hang;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &ho, &hang), 0);
+    for (int round = 0; round < 3; round++) {
+        svc_future *f;
+        CHECK_INT(svc_call_async(c, "svc", "Svc.Echo", "x", 1, &o, &f), 0);
+        CHECK_INT(svc_future_wait(f, 10000), 0);
+        svc_error e = SVC_ERROR_INIT;
+        CHECK_INT(svc_future_result(f, NULL, &e), SVC_EUNREACHABLE);
+        CHECK_INT(e.code, 503);
+        CHECK_INT(svc_future_attempts(f), 4);
+        svc_error_release(&e);
+        svc_future_destroy(&f);
+    }
+    CHECK(!svc_future_ready(hang));
+    svc_future_destroy(&hang);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+    s_reg_stop(&fr);
+}
+
+/*
+ * A node restarts on the same address while a call is in flight: that call
+ * fails after the drop grace, but a call started once ZeroMQ has connected
+ * again goes over a fresh connection and is answered.  (It was sent on the
+ * old connection, marked lost, and failed with the first call's grace.)
+ */
+TEST(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection)
+{
+    fake fk;
+    s_fake_start_tcp(&fk, 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "up", 2, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    svc_future *hang;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &hang), 0);
+    svc_client_poll(c, 20);
+    s_fake_restart(&fk);
+    /* The drop is seen within a full poll round; ZeroMQ reconnects within ~100 ms. */
+    int64_t until = svc_now_ms() + 150;
+    while (svc_now_ms() < until)
+        svc_client_poll(c, 10);
+    CHECK(!svc_future_ready(hang));
+    svc_future *slow;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "slow", 4, &o, &slow), 0);
+    CHECK_INT(svc_future_wait(hang, 5000), 0);
+    CHECK_INT(svc_future_result(hang, NULL, &e), SVC_EUNREACHABLE);
+    svc_error_release(&e);
+    CHECK_INT(svc_future_wait(slow, 5000), 0);
+    CHECK_INT(svc_future_result(slow, &r, &e), 0);
+    CHECK(r.len == 4 && memcmp(r.body, "slow", 4) == 0);
+    svc_reply_release(&r);
+    svc_error_release(&e);
+    svc_future_destroy(&hang);
+    svc_future_destroy(&slow);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
+/*
+ * The registry hangs (takes the connection, never answers) after the first
+ * lookup: a call whose cached view is stale is served that view after a
+ * short wait, as when the registry cannot be reached at all, instead of
+ * spending its whole deadline on the lookup and failing with 408.
+ */
+TEST(a_stale_view_is_served_when_the_registry_hangs)
+{
+    fake fk;
+    s_fake_start(&fk, "hungreg", 1);
+    const char *const nodes[] = { fk.address, NULL };
+    fake_reg fr;
+    s_reg_start(&fr, "hung", nodes);
+    atomic_store(&fr.answer_max, 1);
+    svc_client *c = svc_client_new(fr.address);
+    svc_client_set_watch(c, false);
+    CHECK_INT(svc_client_set_cache(c, 20), 0);
+    svc_call_opts o = { .timeout_ms = 3000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "svc", "Svc.Echo", "a", 1, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    usleep(50 * 1000);   /* the view is stale now */
+    int64_t t0 = svc_now_ms();
+    CHECK_INT(svc_client_call_raw(c, "svc", "Svc.Echo", "b", 1, &o, &r, &e), 0);
+    CHECK(r.len == 1 && r.body && ((char *)r.body)[0] == 'b');
+    CHECK(svc_now_ms() - t0 < 2000);
+    CHECK_INT(atomic_load(&fr.lookups), 2);
+    svc_reply_release(&r);
+    svc_error_release(&e);
+    svc_client_destroy(&c);
+    s_reg_stop(&fr);
+    s_fake_stop(&fk);
+}
+
+/*
+ * After a breaker's cool-down one call probes the node: calls started at
+ * once meanwhile (asynchronous, many in flight) keep leaving it out until
+ * the probe's outcome.  (They all went to it, each failing once.)
+ */
+TEST(after_the_cooldown_one_call_probes_the_node_not_every_call_in_flight)
+{
+    fake fk;
+    s_fake_start(&fk, "probe", 1);
+    const char *const nodes[] = { "tcp://127.0.0.1:1", fk.address, NULL };
+    fake_reg fr;
+    s_reg_start(&fr, "probe", nodes);
+    svc_client *c = svc_client_new(fr.address);
+    svc_client_set_watch(c, false);
+    CHECK_INT(svc_client_set_breaker(c, 1, 300), 0);
+    svc_call_opts o = { .timeout_ms = 5000 };
+    /* Calls until one has met the refusing node: its breaker is open. */
+    bool opened = false;
+    for (int i = 0; i < 50 && !opened; i++) {
+        svc_future *f;
+        CHECK_INT(svc_call_async(c, "svc", "Svc.Echo", "w", 1, &o, &f), 0);
+        CHECK_INT(svc_future_wait(f, 5000), 0);
+        CHECK_INT(svc_future_result(f, NULL, NULL), 0);
+        opened = svc_future_attempts(f) == 2;
+        svc_future_destroy(&f);
+    }
+    CHECK(opened);
+    usleep(400 * 1000);   /* past the cool-down */
+    svc_future *fs[20];
+    for (int i = 0; i < 20; i++)
+        CHECK_INT(svc_call_async(c, "svc", "Svc.Echo", "p", 1, &o, &fs[i]), 0);
+    int extra = 0;
+    for (int i = 0; i < 20; i++) {
+        CHECK_INT(svc_future_wait(fs[i], 5000), 0);
+        CHECK_INT(svc_future_result(fs[i], NULL, NULL), 0);
+        extra += svc_future_attempts(fs[i]) - 1;
+        svc_future_destroy(&fs[i]);
+    }
+    CHECK(extra <= 1);
+    svc_client_destroy(&c);
+    s_reg_stop(&fr);
+    s_fake_stop(&fk);
+}
+
+/*
+ * The connection drops within the drop grace of the call's deadline: the
+ * call still ends at its deadline with 408 (it slept on to the end of the
+ * grace, past the deadline, and ended with 503).
+ */
+TEST(a_drop_just_before_the_deadline_does_not_make_the_call_overrun_it)
+{
+    fake fk;
+    s_fake_start_tcp(&fk, 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "up", 2, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    o.timeout_ms = 400;
+    svc_future *f;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &f), 0);
+    svc_client_poll(c, 250);
+    s_fake_restart(&fk);   /* seen lost about 300 ms in: its grace ends after the deadline */
+    CHECK_INT(svc_future_wait(f, 5000), 0);
+    CHECK_INT(svc_future_result(f, NULL, &e), SVC_ETIMEOUT);
+    CHECK_INT(e.code, 408);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
+/*
+ * The node restarts while the client does other work (no pump): ZeroMQ
+ * drops the connection and makes it again before the client reads the
+ * monitor.  The call sent on the old connection is lost with it, and ends
+ * after the drop grace (it waited for its whole deadline: the reconnect
+ * hid the drop).
+ */
+TEST(a_drop_repaired_while_the_client_was_busy_still_fails_the_calls_on_it)
+{
+    fake fk;
+    s_fake_start_tcp(&fk, 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "up", 2, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    svc_future *f;
+    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &f), 0);
+    svc_client_poll(c, 20);
+    s_fake_restart(&fk);
+    usleep(500 * 1000);   /* busy: ZeroMQ reconnects meanwhile (every 100 ms) */
+    int64_t t0 = svc_now_ms();
+    CHECK_INT(svc_future_wait(f, 10000), 0);
+    CHECK_INT(svc_future_result(f, NULL, &e), SVC_EUNREACHABLE);
+    CHECK_INT(e.code, 503);
+    CHECK(svc_now_ms() - t0 < 2500);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    /* The node answers on the new connection. */
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "again", 5, &o, &r, &e), 0);
+    svc_reply_release(&r);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
+static int s_wrapped;   /* calls that went through s_count_wrapper */
+
+static int s_count_wrapper(svc_call_info *call, void *arg)
+{
+    s_wrapped++;
+    return svc_call_next(call);
+}
+
+/* A callback's synchronous call, on the address in arg. */
+static void s_call_from_cb(void *arg, int rc, svc_reply *reply, svc_error *err)
+{
+    svc_client *c = ((void **)arg)[0];
+    svc_call_opts o = { .address = ((void **)arg)[1], .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    s_cb.last_rc = svc_client_call_raw(c, "fake", "Fake.Echo", "inner", 5, &o, &r, &e);
+    s_cb.calls++;
+    svc_reply_release(&r);
+    svc_error_release(&e);
+}
+
+/*
+ * A callback runs inside whatever wait moves the client, here a synchronous
+ * call's: a synchronous call the callback makes is a call of the client
+ * like any other and goes through its wrappers (it did not: the wrappers
+ * took it for the client's own lookup inside the outer call).
+ */
+TEST(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped)
+{
+    fake fk;
+    s_fake_start(&fk, "cbwrap", 1);
+    svc_client *c = svc_client_new("inproc://no-registry");
+    CHECK_INT(svc_client_wrap(c, s_count_wrapper, NULL), 0);
+    s_wrapped = 0;
+    memset(&s_cb, 0, sizeof s_cb);
+    void *arg[2] = { c, fk.address };
+    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    CHECK_INT(svc_call_cb(c, "fake", "Fake.Echo", "cb", 2, &o, s_call_from_cb, arg), 0);
+    /* The outer call waits out its deadline: the callback surely runs inside it. */
+    svc_call_opts ho = { .address = fk.address, .timeout_ms = 300 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "hang", 4, &ho, &r, &e), SVC_ETIMEOUT);
+    svc_error_release(&e);
+    CHECK_INT(s_cb.calls, 1);
+    CHECK_INT(s_cb.last_rc, 0);
+    CHECK_INT(s_wrapped, 2);
+    svc_client_destroy(&c);
+    s_fake_stop(&fk);
+}
+
 TEST(retry_policy_decides_what_is_retried)
 {
     svc_retry_policy p = SVC_RETRY_POLICY_INIT;
@@ -414,6 +808,13 @@ static const test_case tests[] = {
     T(callbacks_run_once_from_poll_never_from_the_start),
     T(destroying_the_client_completes_pending_calls_with_eclosed),
     T(remote_errors_are_delivered_and_explicit_addresses_not_retried),
+    T(immediate_retries_to_a_refusing_node_fail_cleanly),
+    T(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection),
+    T(a_stale_view_is_served_when_the_registry_hangs),
+    T(after_the_cooldown_one_call_probes_the_node_not_every_call_in_flight),
+    T(a_drop_just_before_the_deadline_does_not_make_the_call_overrun_it),
+    T(a_drop_repaired_while_the_client_was_busy_still_fails_the_calls_on_it),
+    T(calls_made_by_a_callback_inside_a_synchronous_call_are_wrapped),
     T(retry_policy_decides_what_is_retried),
     T(backoff_grows_is_capped_and_jitter_only_shortens),
     T(watch_events_create_update_and_delete_nodes_of_cached_services),

@@ -1,6 +1,7 @@
 /* Unit tests: node filters, strategies and the circuit breaker. */
 #include "testlib.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "selector.h"
@@ -96,6 +97,17 @@ TEST(breaker_opens_after_failures_and_probes_after_cooldown)
     for (int i = 0; i < 64; i++)
         picked_a += svc__select_node(ns, 2, &sel, t, 2500, NULL) == &ns[0];
     CHECK(picked_a > 0 && picked_a < 64);   /* both in rotation again */
+    /* Due for a probe: the call that takes it keeps the others off the node. */
+    CHECK(!svc__breaker_report(&t, "a", false, 3, 1000, 2600));
+    CHECK(svc__breaker_report(&t, "a", false, 3, 1000, 2700));      /* open until 3700 */
+    svc__breaker_probing(t, "a", 3, 1000, 3800);                    /* the probe */
+    for (int i = 0; i < 20; i++)
+        CHECK(svc__select_node(ns, 2, &sel, t, 3900, NULL) == &ns[1]);
+    CHECK(!svc__breaker_report(&t, "a", true, 3, 1000, 3950));      /* it answered */
+    picked_a = 0;
+    for (int i = 0; i < 64; i++)
+        picked_a += svc__select_node(ns, 2, &sel, t, 4000, NULL) == &ns[0];
+    CHECK(picked_a > 0 && picked_a < 64);
     /* failures 0: the breaker is off. */
     CHECK(!svc__breaker_report(&t, "c", false, 0, 1000, 0));
     svc__breaker_free(&t);
@@ -140,7 +152,36 @@ TEST(least_outstanding_picks_the_least_loaded_eligible_node)
         svc__node_release(&ns[i]);
 }
 
+static size_t s_breakers(const svc__breaker *t)
+{
+    size_t n = 0;
+    for (; t; t = t->next)
+        n++;
+    return n;
+}
+
+/* The table forgets nodes that stopped failing (or being called): it does not grow for ever. */
+TEST(breakers_of_quiet_nodes_are_forgotten)
+{
+    svc__breaker *t = NULL;
+    char addr[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", 1000 + i);
+        svc__breaker_report(&t, addr, false, 3, 1000, 1000);
+    }
+    CHECK(svc__breaker_report(&t, "a", false, 1, 100000, 1000));   /* open until 101000 */
+    CHECK(!svc__breaker_report(&t, "b", false, 3, 1000, 50000));
+    svc__breaker_prune(&t, 30000);
+    CHECK_INT(s_breakers(t), 102);                                  /* all recent */
+    svc__breaker_prune(&t, 70000);
+    CHECK_INT(s_breakers(t), 2);                                    /* "a" open, "b" recent */
+    svc__breaker_prune(&t, 120000);
+    CHECK_INT(s_breakers(t), 0);
+    svc__breaker_free(&t);
+}
+
 static const test_case tests[] = {
+    T(breakers_of_quiet_nodes_are_forgotten),
     T(least_outstanding_picks_the_least_loaded_eligible_node),
     T(filters_by_version_glob_and_metadata),
     T(round_robin_rotates_and_skips_failed),
