@@ -107,6 +107,7 @@ def alive(pid):
     return st is not None and st != "Z"
 
 
+@harness.serial   # backoff within +-20% and watchdog + 1 s: timings other tests' load would skew
 def test_sup_restarts_health_watchdog(p):
     """Backoff and start limit, counter reset, health restarts, watchdog, foreign READY."""
     p.start_registry()
@@ -188,6 +189,7 @@ def test_sup_restarts_health_watchdog(p):
     check(s.proc.p.returncode == 0, "supervisor exit %r" % s.proc.p.returncode)
 
 
+@harness.serial   # 41 Python processes at once: enough load to disturb tests beside it
 def test_sup_dependencies_and_stop_order(p):
     """20 pairs: dependants start after a dependency that is ready only after 2 s; stop order."""
     s = Sup(p)
@@ -336,14 +338,18 @@ def test_sup_bad_manifests(p):
 
 
 def _install(p, dest, prefix="/usr"):
-    build = os.path.dirname(os.path.abspath(BIN))
-    args = ["make", "-s", "-C", ROOT, "install", "BUILD=" + build, "PREFIX=" + prefix, "DESTDIR=" + dest]
+    # The build dir as it was built (relative to the tree), and -o all: install
+    # what is built, never relink binaries other tests are running.
+    build = os.path.relpath(os.path.dirname(os.path.abspath(BIN)), ROOT)
+    args = ["make", "-s", "-C", ROOT, "-o", "all", "install", "BUILD=" + build, "PREFIX=" + prefix,
+            "DESTDIR=" + dest]
     if harness.SANITIZED:
         args.append("SANITIZE=1")
     r = subprocess.run(args, capture_output=True, text=True, timeout=300)
     check(r.returncode == 0, "make install failed: %s %s" % (r.stdout[-2000:], r.stderr[-2000:]))
 
 
+@harness.serial
 def test_sup_install_unit_and_pkgconfig(p):
     """make install DESTDIR tree; the unit passes systemd-analyze verify; svc.pc builds a service."""
     dest = os.path.join(p.dir, "root")
