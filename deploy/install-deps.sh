@@ -30,6 +30,8 @@ systemd
 
 # Peers and tools for bench/ only, one per line.
 BENCH_PACKAGES="
+nats-server
+libnats-dev
 s6
 runit
 supervisor
@@ -37,6 +39,10 @@ libgrpc++-dev
 protobuf-compiler-grpc
 libprotobuf-dev
 protobuf-compiler
+redis-server
+redis-tools
+etcd-server
+etcd-client
 "
 
 for a in "$@"; do

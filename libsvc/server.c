@@ -738,10 +738,12 @@ void svc__server_stop(svc_service *s)
          * queues: close with a bounded linger and wait for them to leave.
          * libzmq 4.3's linger does not cover a large message its engine is
          * still writing (libzmq issues 1922, 4660), so first pause in
-         * proportion to what the drain sent: 20 ms + 1 ms per 50 KB. */
+         * proportion to what the drain sent: 20 ms + 1 ms per 10 KB (as slow
+         * as 10 MB/s: the pace of ZeroMQ's I/O thread on a loaded machine,
+         * where 50 KB/ms lost a 12 MB answer), within SVC_FLUSH_MS. */
         unsigned long long sent = atomic_load(&s->sent_bytes) - s->drain_sent;
         if (atomic_load(&s->draining) && sent > 0) {
-            long ms = 20 + (long)(sent / 50000);
+            long ms = 20 + (long)(sent / 10000);
             if (ms > SVC_FLUSH_MS)
                 ms = SVC_FLUSH_MS;
             struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };

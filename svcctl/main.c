@@ -38,6 +38,33 @@ static const ctl_verb s_verbs[] = {
       "(latency of unary calls since the node started).  -o json: each node's \"endpoints\".\n" },
     { "watch", ctl_watch, "[NAME]",
       "print registry changes (create, update, delete) as they happen, until interrupted", NULL },
+    { "publish", ctl_publish, "TOPIC JSON",
+      "publish a JSON message to a topic (pub/sub), or with --stream durably to a stream",
+      "  --stream NAME    publish to event stream NAME instead; prints the sequence number\n"
+      "                   once brokerd committed it (TOPIC is kept with the event)\n"
+      "  --id ID          stream only: publisher message id, stored once per dedup window\n"
+      "  --metadata K=V   metadata sent with the message (repeatable)\n"
+      "Exit code 65 when JSON does not parse.\n" },
+    { "subscribe", ctl_subscribe, "PATTERN",
+      "print messages published to topics matching PATTERN (* one token, > the rest)",
+      "  --queue G        join queue group G: each message goes to one member of the group\n"
+      "  --count N        exit after N messages (default: until interrupted)\n"
+      "Each message is printed as a line: TOPIC BODY (-o json: one JSON object a line).\n" },
+    { "streams", ctl_streams, "", "list event streams: messages, bytes, first/last sequence, consumers",
+      NULL },
+    { "stream-info", ctl_stream_info, "NAME",
+      "show a stream's limits and each consumer group's position, pending and redelivered", NULL },
+    { "consume", ctl_consume, "STREAM --group G",
+      "print the events of STREAM as group G and acknowledge them, until interrupted",
+      "  --group G        durable consumer name (required)\n"
+      "  --count N        exit after N events\n"
+      "  --once           one fetch: print what is ready now, acknowledge it, exit\n"
+      "  --batch N        events per fetch (default 100)\n"
+      "  --start WHERE    a new group starts at: beginning (default), end, seq=N, time=UNIX_MS\n"
+      "  --ack-wait MS    a new group's redelivery delay for unacknowledged events\n"
+      "  --max-deliver N  a new group's deliveries before an event goes to STREAM.dlq\n"
+      "  --no-ack         print without acknowledging (events are delivered again later)\n"
+      "Each event is printed as a line: SEQ DELIVERY BODY (-o json: one JSON object a line).\n" },
     { "stream", ctl_stream, "NAME ENDPOINT",
       "open a stream: JSON request lines on stdin, JSON answer lines on stdout",
       "  --metadata K=V   send metadata with the stream open (repeatable)\n"
@@ -64,6 +91,28 @@ static const ctl_verb s_verbs[] = {
     { "logs", ctl_logs, "[-f] [-n N] NAME",
       "the last N (default 10) lines a service wrote on stdout/stderr; -f follows",
       "Lines: TIME SERVICE[INSTANCE] out|err|sup: TEXT (sup: the supervisor's own events).\n" },
+    { "store", ctl_store, "read|write|delete|list|databases|tables [ARGS]",
+      "read, write, delete and list records of svc.store; list databases and tables",
+      "  store read KEY | --prefix P [--suffix S]   print the values (-v: KEY VALUE EXPIRY table)\n"
+      "  store write KEY [VALUE|-]                 value from the argument or stdin\n"
+      "  store delete KEY\n"
+      "  store list [--prefix P] [--suffix S]      one key per line\n"
+      "  store databases | store tables [--database D]\n"
+      "  --database D, --table T   scope (default \"default\")\n"
+      "  --limit N, --offset N     page through read and list answers\n"
+      "  --ttl DURATION            write: expire after 500ms, 10s, 5m, 1h ...\n"
+      "  --content-type CT         write: default application/json if VALUE is JSON, else text/plain\n"
+      "  --metadata K=V            write: record metadata (repeatable)\n"
+      "  -v, --verbose             read: KEY VALUE EXPIRY table\n"
+      "-o json prints records with JSON values as JSON, text as strings, other bytes as base64.\n" },
+    { "lock", ctl_lock, "ID [--ttl D] [--wait D]",
+      "take lock ID (lease --ttl, default 10s), waiting up to --wait; print the fencing token", NULL },
+    { "unlock", ctl_unlock, "ID TOKEN", "release lock ID held with TOKEN", NULL },
+    { "locks", ctl_locks, "", "list held locks and leaderships: ID OWNER TOKEN EXPIRY", NULL },
+    { "leader", ctl_leader, "NAME | campaign NAME CANDIDATE | resign NAME TERM",
+      "show who leads election NAME (NAME LEADER TERM EXPIRY); campaign (prints the term) or resign",
+      "  --ttl D    campaign: leadership lease (default 10s; renew with Sync.Refresh)\n"
+      "  --wait D   campaign: wait this long to be elected\n" },
     { NULL, NULL, NULL, NULL, NULL },
 };
 

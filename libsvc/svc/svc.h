@@ -11,7 +11,11 @@
 #include "svc/log.h"
 #include "svc/meta.h"
 #include "svc/service.h"
+#include "svc/broker.h"
+#include "svc/events.h"
 #include "svc/trace.h"
 #include "svc/wrap.h"
+#include "svc/store.h"
+#include "svc/sync.h"
 
 #endif

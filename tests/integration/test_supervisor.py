@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import harness
-from harness import BIN, check, wait_until
+from harness import BIN, check, serial, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
