@@ -128,6 +128,39 @@ static void s_on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
     s_timer(i, i->svc->m->stop_timeout);
 }
 
+static void s_exec_status_close(sup_instance *i)
+{
+    if (i->exec_io.fd < 0)
+        return;
+    ev_io_stop(i->svc->sup->loop, &i->exec_io);
+    close(i->exec_io.fd);
+    i->exec_io.fd = -1;
+    free(i->exec_path);
+    i->exec_path = NULL;
+}
+
+/* Reads the exec status pipe: an errno means exec failed (the child then exits 127). */
+static void s_exec_status_read(sup_instance *i)
+{
+    int e = 0;
+    ssize_t n;
+    while ((n = read(i->exec_io.fd, &e, sizeof e)) < 0 && errno == EINTR)
+        ;
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n == (ssize_t)sizeof e) {
+        svc_warn("cannot start\tservice=%s instance=%d error=\"cannot execute \\\"%s\\\": %s\"",
+                 i->svc->m->name, i->index, i->exec_path ? i->exec_path : "?", strerror(e));
+        sup_logs_event(i, "cannot execute \"%s\": %s", i->exec_path ? i->exec_path : "?", strerror(e));
+    }
+    s_exec_status_close(i);
+}
+
+static void s_on_exec_status(struct ev_loop *loop, ev_io *w, int revents)
+{
+    s_exec_status_read(w->data);
+}
+
 void sup_instance_init(sup_instance *i, sup_service *v, int index)
 {
     memset(i, 0, sizeof *i);
@@ -138,6 +171,9 @@ void sup_instance_init(sup_instance *i, sup_service *v, int index)
     i->last_exit = -1;
     ev_init(&i->child, s_on_child);
     i->child.data = i;
+    ev_init(&i->exec_io, s_on_exec_status);
+    i->exec_io.data = i;
+    i->exec_io.fd = -1;
     ev_init(&i->timer, s_on_timer);
     i->timer.data = i;
     ev_init(&i->watchdog, s_on_watchdog);
@@ -152,6 +188,7 @@ void sup_instance_init(sup_instance *i, sup_service *v, int index)
 void sup_instance_release(sup_instance *i)
 {
     struct ev_loop *loop = i->svc->sup->loop;
+    s_exec_status_close(i);
     ev_child_stop(loop, &i->child);
     ev_timer_stop(loop, &i->timer);
     ev_timer_stop(loop, &i->watchdog);
@@ -416,12 +453,14 @@ static pid_t s_fork_exec(sup_instance *i, char *err, size_t errlen)
     setpgid(pid, pid);   /* both sides, so that killpg works at once */
     close(st[1]);
     st[1] = -1;
-    int e = 0;
-    ssize_t n;
-    while ((n = read(st[0], &e, sizeof e)) < 0 && errno == EINTR)
-        ;
-    if (n == (ssize_t)sizeof e)
-        snprintf(err, errlen, "cannot execute \"%s\": %s", path, strerror(e));
+    /* Whether exec worked comes back on the loop: never wait for the child here. */
+    s_exec_status_close(i);
+    fcntl(st[0], F_SETFL, O_NONBLOCK);
+    ev_io_set(&i->exec_io, st[0], EV_READ);
+    ev_io_start(s->loop, &i->exec_io);
+    i->exec_path = path;
+    path = NULL;
+    st[0] = -1;
     sup_logs_attach(i, outp[0], errp[0]);
     outp[0] = errp[0] = -1;
 out:
@@ -610,6 +649,8 @@ static void s_exited(sup_instance *i)
     ev_timer_stop(s->loop, &i->watchdog);
     ev_child_stop(s->loop, &i->child);
     sup_health_disarm(i);
+    if (i->exec_io.fd >= 0)
+        s_exec_status_read(i);     /* an exec failure is logged before the exit */
     if (i->pid > 0) {
         killpg(i->pid, SIGKILL);   /* what is left of its process group */
         sup_logs_detach(i);

@@ -83,6 +83,8 @@ struct sup_instance {
     pid_t pid;                /* running process (its own process group), or 0 */
     uint64_t generation;      /* bumped at each spawn: stale async results are dropped */
     ev_child child;           /* exit of pid */
+    ev_io exec_io;            /* close-on-exec status pipe: EOF = exec'd, an errno = exec failed */
+    char *exec_path;          /* the program being exec'd, for that error (owned) */
     ev_timer timer;           /* ready timeout / stop timeout / backoff delay */
     ev_timer watchdog;        /* WATCHDOG=1 deadline */
     ev_timer health_timer;    /* next health check */

@@ -59,10 +59,13 @@ static json_t *s_call(const ctl_opts *o, const char *method, json_t *req, int *c
         j = json_loadb(r.body ? r.body : "{}", r.body ? r.len : 2, 0, &je);
         if (!j)
             ctl_err("supervisor answered something that is not JSON: %s", je.text);
-    } else if (rc == SVC_EUNREACHABLE || (rc == SVC_ENOTFOUND && !addr)) {
-        ctl_err("supervisor is unreachable at %s%s%s: is it running? (set --supervisor or "
-                "SVC_SUPERVISOR_ADDRESS)", addr ? "\"" : "", addr ? addr : "its registered address",
-                addr ? "\"" : "");
+    } else if (!addr && (rc == SVC_EUNREACHABLE || rc == SVC_ENOTFOUND)) {
+        ctl_err("supervisor not found: no socket \"%s\", and no svc.supervisor reachable through "
+                "the registry at \"%s\" (set --supervisor, SVC_SUPERVISOR_ADDRESS or SVC_STATE_DIR)",
+                where, svc_client_registry(c));
+    } else if (rc == SVC_EUNREACHABLE) {
+        ctl_err("supervisor is unreachable at \"%s\": is it running? (set --supervisor or "
+                "SVC_SUPERVISOR_ADDRESS)", addr);
     } else if (err.code >= 400 && err.code < 500 && err.detail) {
         ctl_err("%s", err.detail);
     } else {
