@@ -43,6 +43,7 @@ struct svc_client_stream {
     int end_rc;                 /* how it ended: 1, SVC_EREMOTE, SVC_EUNREACHABLE, SVC_ECLOSED */
     svc_error end_err;          /* the error it ended with, if any */
     s_queued *q_head, *q_tail;  /* data kept for recv (at most SVC_STREAM_WINDOW) */
+    int64_t deadline;           /* the whole stream's (opts->deadline_ms), monotonic ms; -1 none */
     uint8_t data_hdr[32];       /* packed header of our STREAM_DATA (kind + id) */
     size_t data_hlen;           /* its length */
 };
@@ -112,6 +113,13 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
     }
     int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : SVC_DEFAULT_TIMEOUT_MS;
     int64_t deadline = svc__now_ms() + timeout;
+    int64_t stream_deadline = opts && opts->deadline_ms > 0 ? opts->deadline_ms : -1;
+    if (stream_deadline >= 0 && stream_deadline <= svc__now_ms()) {
+        svc_error_set(err, S_ID, 408, "deadline exceeded before opening %s.%s", service, endpoint);
+        return SVC_ETIMEOUT;
+    }
+    if (stream_deadline >= 0 && stream_deadline < deadline)
+        deadline = stream_deadline;
     char *address = NULL;
     int rc = opts && opts->address ? ((address = strdup(opts->address)) ? 0 : -ENOMEM)
                                    : s_pick(c, service, timeout, &address, err);
@@ -127,6 +135,7 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
         goto out_free;
     }
     st->kind = kind;
+    st->deadline = stream_deadline;
     svc__flow_init(&st->flow, true, SVC_STREAM_WINDOW, 0);
     rc = svc__conn_ready(st->conn, deadline);
     if (rc < 0) {
@@ -142,6 +151,10 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
     h.endpoint = (char *)endpoint;
     h.content_type = (char *)(opts && opts->content_type ? opts->content_type : SVC_CT_PROTOBUF);
     h.credit = SVC_STREAM_WINDOW;
+    if (stream_deadline >= 0) {
+        int64_t left = stream_deadline - svc__now_ms();
+        h.timeout_ms = left > 0 ? (uint32_t)left : 1;   /* the server ends it with 408 then */
+    }
     h.metadata = svc__client_header_meta(c, opts ? opts->meta : NULL, &h.n_metadata);
     if (!h.metadata) {
         svc_error_set(err, S_ID, 500, "out of memory");
@@ -244,6 +257,9 @@ static void s_violation(svc_client_stream *st, const char *why)
  */
 static int s_read(svc_client_stream *st, int64_t deadline, svc__msg *m)
 {
+    bool by_stream = st->deadline >= 0 && (deadline < 0 || st->deadline <= deadline);
+    if (by_stream)
+        deadline = st->deadline;
     for (;;) {
         char why[128];
         /* Fast path: a busy stream has its next message waiting already. */
@@ -256,6 +272,12 @@ static int s_read(svc_client_stream *st, int64_t deadline, svc__msg *m)
             rc = svc__conn_recv(st->conn, m, deadline, why, sizeof why);
         if (rc == SVC_EPROTO)
             continue;
+        if (rc == SVC_ETIMEOUT && by_stream) {
+            /* The stream's own deadline: over, here as at the server (408). */
+            s_control(st, SVC__KIND__STREAM_CANCEL, 0);
+            s_end(st, SVC_EREMOTE, S_ID, 408, "stream deadline exceeded");
+            return rc;
+        }
         if (rc == SVC_ETIMEOUT)
             return rc;
         if (rc < 0) {
@@ -392,7 +414,7 @@ int svc_client_stream_recv(svc_client_stream *st, int timeout_ms, svc_reply *out
     while (!st->ended) {
         svc__msg m;
         int rc = s_read(st, deadline, &m);
-        if (rc == SVC_ETIMEOUT)
+        if (rc == SVC_ETIMEOUT && !st->ended)
             return rc;
         if (rc == 0 && s_apply(st, &m))
             return s_deliver(st, &m, out, err);
@@ -433,7 +455,7 @@ int svc_client_stream_send(svc_client_stream *st, const void *body, size_t len, 
     while (!st->ended && !st->flow.out_eof && (!st->got_first || !svc__flow_can_send(&st->flow))) {
         svc__msg m;
         int rc = s_read(st, deadline, &m);
-        if (rc == SVC_ETIMEOUT) {
+        if (rc == SVC_ETIMEOUT && !st->ended) {
             svc_error_set(err, S_ID, 408, "no credit from the server within %d ms: it is not "
                           "reading", timeout_ms);
             return rc;

@@ -49,8 +49,11 @@ static bool s_same_route(zmq_msg_t *a, zmq_msg_t *b)
            memcmp(zmq_msg_data(a), zmq_msg_data(b), zmq_msg_size(a)) == 0;
 }
 
+static void s_on_deadline(struct ev_loop *loop, ev_timer *w, int revents);
+
 svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
-                            const char *content_type, const svc__endpoint *ep, uint32_t credit)
+                            const char *content_type, const svc__endpoint *ep, uint32_t credit,
+                            uint32_t timeout_ms)
 {
     svc_stream *st = calloc(1, sizeof *st);
     if (!st)
@@ -95,6 +98,10 @@ svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
     atomic_init(&st->closed, false);
     atomic_init(&st->ending, false);
     st->listed = true;
+    ev_timer_init(&st->deadline_timer, s_on_deadline, timeout_ms / 1000.0, 0.);
+    st->deadline_timer.data = st;
+    if (timeout_ms)
+        ev_timer_start(s->loop, &st->deadline_timer);
     size_t b = s_bucket(id);
     st->next = s->stream_tab[b];
     s->stream_tab[b] = st;
@@ -141,6 +148,7 @@ void svc__stream_unlist(svc_service *s, svc_stream *st)
         if (*p == st) {
             *p = st->next;
             st->listed = false;
+            ev_timer_stop(s->loop, &st->deadline_timer);
             s->n_streams--;
             svc__stream_unref(st);
             return;
@@ -451,12 +459,11 @@ void svc_stream_close(svc_stream **stp, const svc_error *err)
     svc__stream_unref(st);
 }
 
-/* The client broke the rules of 9.6: the stream ends with 400 (loop thread). */
-static void s_violation(svc_service *s, svc_stream *st, const char *why)
+/* Ends st now with code and detail, whatever the handler does (loop thread). */
+static void s_end_now(svc_service *s, svc_stream *st, int code, const char *why)
 {
-    svc__server_log_bad(s, "stream protocol violation", why);
     svc_error e = SVC_ERROR_INIT;
-    svc_error_set(&e, s->name, 400, "%s (stream %llu of \"%s\")", why,
+    svc_error_set(&e, s->name, code, "%s (stream %llu of \"%s\")", why,
                   (unsigned long long)st->id, st->ep_name);
     svc__out *o = s_out(st, SVC__KIND__STREAM_CLOSE, NULL, 0, &e, 0);
     svc_error_release(&e);
@@ -467,6 +474,21 @@ static void s_violation(svc_service *s, svc_stream *st, const char *why)
     svc__stream_mark_closed(st);
     svc__stream_unlist(s, st);
     svc__stream_unref(st);
+}
+
+/* The client broke the rules of 9.6: the stream ends with 400 (loop thread). */
+static void s_violation(svc_service *s, svc_stream *st, const char *why)
+{
+    svc__server_log_bad(s, "stream protocol violation", why);
+    s_end_now(s, st, 400, why);
+}
+
+/* The STREAM_OPEN's deadline passed: the stream ends with 408 (5.3). */
+static void s_on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    svc_stream *st = w->data;
+    if (st->listed && !atomic_load(&st->closed))
+        s_end_now(st->svc, st, 408, "stream deadline exceeded");
 }
 
 /* STREAM_DATA of st: queued for svc_stream_recv within the credit granted. */

@@ -213,6 +213,18 @@ def test_cancel_from_either_side_frees_the_stream(p):
     check(r.code == 0, "stats: %r" % (r,))
 
 
+def test_stream_deadline_is_enforced_by_the_server(p):
+    # timeout_ms of a STREAM_OPEN is the stream's deadline: the server ends
+    # it with 408 even though this client (written from the spec) does nothing.
+    addr = testsvc(p)
+    st = pyclient.open_stream(addr, "testsvc", "Test.Hold", b"", credit=4, timeout_ms=300)
+    t0 = time.monotonic()
+    ended_with(st, 408, "stream deadline exceeded", timeout_ms=5000)
+    check(time.monotonic() - t0 < 4, "408 came after %.1fs" % (time.monotonic() - t0))
+    st.close()
+    wait_until(lambda: stream_stats(addr)["open"] == 0, 5, what="Test.Hold to be stopped")
+
+
 def test_bad_stream_input_gets_clear_errors(p):
     addr = testsvc(p)
     # Data for a stream this connection never opened: 404.

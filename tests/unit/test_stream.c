@@ -389,6 +389,40 @@ TEST(a_server_that_does_not_read_stalls_the_client)
     CHECK(s_await(&s_handlers_open, open_before));
 }
 
+TEST(stream_deadline_ends_both_sides)
+{
+    int closed_before = atomic_load(&s_closed_seen);
+    svc_client_stream *st = s_open("T.Hold");   /* up, so the next open is quick */
+    svc_client_stream_close(&st);
+    CHECK(s_await(&s_closed_seen, closed_before + 1));
+    closed_before = atomic_load(&s_closed_seen);
+    svc_call_opts o = { .address = s_addr, .timeout_ms = 2000, .deadline_ms = svc_now_ms() + 300 };
+    svc_error err = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_stream_open_kind(s_client, "t", "T.Hold", SVC_STREAM_BIDI, NULL, 0, &o,
+                                          &st, &err), 0);
+    if (!st)
+        return;
+    char buf[32];
+    int len = s_encode(1, buf, sizeof buf);
+    CHECK_INT(svc_client_stream_send(st, buf, (size_t)len, 1000, &err), 0);
+    int64_t t0 = svc_now_ms();
+    svc_reply r = SVC_REPLY_INIT;
+    CHECK_INT(svc_client_stream_recv(st, -1, &r, &err), SVC_EREMOTE);   /* not a hang */
+    CHECK_INT(err.code, 408);
+    CHECK(svc_now_ms() - t0 < 3000);
+    svc_error_release(&err);
+    CHECK_INT(svc_client_stream_send(st, buf, (size_t)len, 0, &err), SVC_ECLOSED);
+    CHECK(s_await(&s_closed_seen, closed_before + 1));   /* the handler was stopped too */
+    svc_client_stream_close(&st);
+    svc_error_release(&err);
+    /* A deadline already passed: nothing is opened. */
+    o.deadline_ms = svc_now_ms() - 1;
+    CHECK_INT(svc_client_stream_open_kind(s_client, "t", "T.Hold", SVC_STREAM_BIDI, NULL, 0, &o,
+                                          &st, &err), SVC_ETIMEOUT);
+    CHECK_INT(err.code, 408);
+    svc_error_release(&err);
+}
+
 TEST(flow_credit_rules)
 {
     const char *why = NULL;
@@ -434,6 +468,7 @@ static const test_case tests[] = {
     T(server_cancel_reaches_a_sending_client),
     T(a_reader_that_stops_stalls_the_writer),
     T(a_server_that_does_not_read_stalls_the_client),
+    T(stream_deadline_ends_both_sides),
     { NULL, NULL },
 };
 
