@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define MAX_LINE (16 * 1024 * 1024)
+#define S_EOUTPUT (-1)   /* s_drain: stdout cannot be written (closed pipe) */
 
 static volatile sig_atomic_t s_stop;
 
@@ -143,7 +144,10 @@ static int s_lookup_kind(const ctl_opts *o, svc_client *c, const char *name, con
     return kind < 0 ? -1 : kind;
 }
 
-/* Prints every message that has arrived.  0 while open, 1 at a clean end, <0 failed. */
+/*
+ * Prints every message that has arrived.  0 while open, 1 at a clean end,
+ * S_EOUTPUT when stdout is gone, another negative code when the stream failed.
+ */
 static int s_drain(svc_client_stream *st, svc_error *err, bool *printed)
 {
     for (;;) {
@@ -157,6 +161,8 @@ static int s_drain(svc_client_stream *st, svc_error *err, bool *printed)
         fputc('\n', stdout);
         *printed = true;
         svc_reply_release(&r);
+        if (ferror(stdout))
+            return S_EOUTPUT;
     }
 }
 
@@ -206,6 +212,12 @@ static int s_run(svc_client_stream *st, svc_stream_kind kind, s_input *in, char 
         int rc = s_drain(st, &err, &progress);
         if (rc == 1)
             break;
+        if (rc == S_EOUTPUT) {
+            ctl_err("stream: cannot write stdout: %s", strerror(errno));
+            svc_client_stream_cancel(st);
+            code = 1;
+            break;
+        }
         if (rc < 0) {
             if (rc != SVC_ECLOSED) {
                 char *j = svc_error_json(&err);

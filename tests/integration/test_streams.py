@@ -81,6 +81,25 @@ def test_svcctl_stream_client_and_server_kinds(p):
     r = p.ctl("stream", "testsvc", "Test.Ticks", stdin='{"count":3,"pad":1}\n')
     check(r.code == 0 and r.out.splitlines() == ['{"seq":"%d","text":"x"}' % i for i in range(3)],
           "Test.Ticks: %r" % (r,))
+    # A reader that goes away (| head -2): svcctl cancels and exits instead of reading forever.
+    ctl = subprocess.Popen([os.path.join(BIN, "svcctl"), "stream", "testsvc", "Test.Ticks"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=p.env, start_new_session=True)
+    try:
+        ctl.stdin.write(b'{"count":100000000}\n')
+        ctl.stdin.close()
+        first = ctl.stdout.readline()
+        check(first.startswith(b'{"seq":"0"'), "first tick %r" % first)
+        ctl.stdout.close()
+        try:
+            code = ctl.wait(10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("svcctl stream went on after its stdout closed")
+        check(code == 1 and b"cannot write stdout" in ctl.stderr.read(), "exit %r" % code)
+    finally:
+        if ctl.poll() is None:
+            os.killpg(ctl.pid, signal.SIGKILL)
+            ctl.wait(5)
     # The kind from the registry is shown by svcctl service.
     r = p.ctl("service", "testsvc")
     check("Endpoint: Test.Bidi (stream: bidi)" in r.out and
