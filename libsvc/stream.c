@@ -245,13 +245,18 @@ static struct timespec s_abs(int timeout_ms)
     return ts;
 }
 
-/* Waits on st->cv (mu held) until `at`, or forever when forever.  False on timeout. */
-static bool s_wait(svc_stream *st, bool forever, const struct timespec *at)
+/*
+ * Waits on st->cv (mu held) for timeout_ms (-1 forever) from the first wait
+ * (*at is 0 until then: the clock is read only when waiting).  False on timeout.
+ */
+static bool s_wait(svc_stream *st, int timeout_ms, struct timespec *at)
 {
-    if (forever) {
+    if (timeout_ms < 0) {
         pthread_cond_wait(&st->cv, &st->mu);
         return true;
     }
+    if (at->tv_sec == 0 && at->tv_nsec == 0)
+        *at = s_abs(timeout_ms);
     return pthread_cond_timedwait(&st->cv, &st->mu, at) != ETIMEDOUT;
 }
 
@@ -263,7 +268,7 @@ static bool s_ended(svc_stream *st)
 /* Takes one credit for a data message, waiting up to timeout_ms (-1 forever). */
 static int s_take_credit(svc_stream *st, int timeout_ms)
 {
-    struct timespec at = s_abs(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec at = { 0, 0 };
     int rc;
     pthread_mutex_lock(&st->mu);
     for (;;) {
@@ -280,7 +285,7 @@ static int s_take_credit(svc_stream *st, int timeout_ms)
             rc = -EAGAIN;
             break;
         }
-        if (!s_wait(st, timeout_ms < 0, &at)) {
+        if (!s_wait(st, timeout_ms, &at)) {
             rc = SVC_ETIMEOUT;
             break;
         }
@@ -350,10 +355,12 @@ static int s_send(svc_stream *st, const ProtobufCMessage *msg, int timeout_ms)
     svc__out *o = s_data_out(st, msg, &rc);
     if (!o)
         return rc;
-    int64_t until = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
+    int64_t until = -2;   /* read the clock only if the queue makes us wait */
     /* Without credit from the client only the server's queue bounds us. */
     while ((rc = s_take_credit(st, timeout_ms)) == 1 && !s_queue_room(s)) {
         int64_t now = svc__now_ms();
+        if (until == -2)
+            until = timeout_ms < 0 ? -1 : now + timeout_ms;
         if (until >= 0 && now >= until) {
             rc = timeout_ms == 0 ? -EAGAIN : SVC_ETIMEOUT;
             break;
@@ -384,7 +391,7 @@ int svc_stream_recv(svc_stream *st, int timeout_ms, ProtobufCMessage **msg)
     *msg = NULL;
     if (st->kind == SVC_STREAM_SERVER)
         return SVC_EINVAL;
-    struct timespec at = s_abs(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec at = { 0, 0 };
     svc__in *in = NULL;
     uint32_t grant = 0;
     int rc;
@@ -412,7 +419,7 @@ int svc_stream_recv(svc_stream *st, int timeout_ms, ProtobufCMessage **msg)
             rc = SVC_ETIMEOUT;
             break;
         }
-        if (!s_wait(st, timeout_ms < 0, &at)) {
+        if (!s_wait(st, timeout_ms, &at)) {
             rc = SVC_ETIMEOUT;
             break;
         }
