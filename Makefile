@@ -1,7 +1,8 @@
 # svc — top-level build.  GNU make, out of tree into $(BUILD).
 #
 #   make            build everything into build/ (bin/, lib/)
-#   make run        install missing packages, build, start registryd + 3 greeters
+#   make run        install missing packages, build, run the supervisor on deploy/manifests
+#                   (registryd + 3 greeters) in the foreground
 #   make test       install missing packages, build, run every suite (also under ASan+UBSan)
 #   make fuzz       run the libFuzzer targets (FUZZ_SECONDS each, default 60)
 #   make bench      run the benchmarks, print a table, write build/bench/results.jsonl
@@ -132,6 +133,9 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/tests/unit/testlib.o $(TEST_PB_OB
 	@mkdir -p $(dir $@)
 	$(link)
 
+# Unit tests of a daemon's own code add its objects here.
+$(BUILD)/tests/test_manifest: $(OBJ)/supervisor/manifest.o
+
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: tests/unit/%.proto
 	@mkdir -p $(GEN)
 	$(PROTOC_C) -Itests/unit --c_out=$(GEN) $<
@@ -174,7 +178,11 @@ $(FUZZ_DIR)/%: tests/fuzz/%.c $(LIBSVC_SRC) $(wildcard libsvc/*.h libsvc/svc/*.h
 	@mkdir -p $(FUZZ_DIR)/gen
 	$(PROTOC_C) -Iproto --c_out=$(FUZZ_DIR)/gen $(PROTOS)
 	$(PROTOC_C) -Itests/unit --c_out=$(FUZZ_DIR)/gen $(TEST_PROTOS)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIBSVC_SRC) $(FUZZ_DIR)/gen/*.pb-c.c $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_EXTRA_$(notdir $@)) $(LIBSVC_SRC) $(FUZZ_DIR)/gen/*.pb-c.c $(PKG_LIBS)
+
+# A fuzz target for a daemon's decoder names the daemon's sources it needs.
+FUZZ_EXTRA_fuzz_manifest := supervisor/manifest.c
+$(FUZZ_DIR)/fuzz_manifest: supervisor/manifest.c supervisor/manifest.h
 
 .PHONY: fuzz-build
 fuzz-build: $(FUZZ_BIN)
@@ -209,6 +217,13 @@ $(GRPC_BENCH): bench/grpc/grpc-bench.cc $(GRPC_GEN)/echo.pb.cc $(GRPC_GEN)/echo.
 	    $$(pkg-config --cflags --libs grpc++ protobuf)
 
 # --- install ---------------------------------------------------------------
+# Layout: binaries in $(PREFIX)/bin; libsvc.a, libsvc.so.0 (+ .so link) and
+# pkgconfig/svc.pc in $(PREFIX)/lib; headers (svc/*.h and the generated
+# *.pb-c.h, which include each other) in $(PREFIX)/include/svc; the systemd
+# unit in $(PREFIX)/lib/systemd/system; svc.env and manifests/ in
+# $(SYSCONFDIR)/svc (/etc for PREFIX=/usr, else $(PREFIX)/etc).
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SVC_VERSION ?= 0.1.0
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/svc
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
@@ -216,6 +231,14 @@ install: all
 	install -m 755 $(LIB)/libsvc.so $(DESTDIR)$(PREFIX)/lib/libsvc.so.0
 	ln -sf libsvc.so.0 $(DESTDIR)$(PREFIX)/lib/libsvc.so
 	install -m 644 libsvc/svc/*.h $(PROTO_H) $(DESTDIR)$(PREFIX)/include/svc/
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	           $(DESTDIR)$(SYSCONFDIR)/svc/manifests
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(SVC_VERSION)|g' deploy/svc.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/svc.pc
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    deploy/svc-supervisor.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/svc-supervisor.service
+	install -m 644 deploy/svc.env $(DESTDIR)$(SYSCONFDIR)/svc/svc.env
+	install -m 644 deploy/manifests/*.ini $(DESTDIR)$(SYSCONFDIR)/svc/manifests/
 
 clean:
 	rm -rf build

@@ -25,10 +25,14 @@ libclang-rt-14-dev
 llvm
 python3
 python3-zmq
+systemd
 "
 
 # Peers and tools for bench/ only, one per line.
 BENCH_PACKAGES="
+s6
+runit
+supervisor
 libgrpc++-dev
 protobuf-compiler-grpc
 libprotobuf-dev

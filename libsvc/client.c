@@ -47,6 +47,7 @@
 #define S_TABLE 1024          /* id hash buckets (chained) */
 #define S_MAX_POLL 256        /* sockets polled at once; more connections wait their turn */
 #define S_FULL_POLL_MS 10     /* how often a round also polls monitors and the watch */
+#define S_SWEEP_MS 1000       /* how often idle connections are checked for loss */
 
 typedef enum s_state { S_CONNECTING, S_SENT, S_BACKOFF, S_DONE } s_state;
 
@@ -102,6 +103,7 @@ struct svc_client {
     svc_future *done_tail;
     uint64_t completions;      /* calls completed so far (for svc_client_poll) */
     int64_t next_full;         /* monotonic ms of the next full poll round (s_pump) */
+    int64_t next_sweep;        /* monotonic ms of the next idle-connection sweep */
     bool closing;              /* svc_client_destroy is running */
     svc_future *table[S_TABLE]; /* S_SENT attempts by id */
     svc__cwraps wraps;         /* call wrappers (wrap.c) */
@@ -222,6 +224,12 @@ const svc_meta *svc__client_meta(const svc_client *c)
 size_t svc_client_pending(const svc_client *c)
 {
     return c->n_pending;
+}
+
+int svc__client_nodes(svc_client *c, const char *service, int64_t deadline, svc__node **nodes,
+                      size_t *n, svc_error *err)
+{
+    return svc__regcache_nodes(c->cache, service, deadline, nodes, n, err);
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -736,12 +744,23 @@ static void s_conn_waiters(svc_client *c, svc__conn *k)
     }
 }
 
-/* Closes lost connections that no call uses any more. */
+/*
+ * Closes lost connections that no call uses any more: at once those lost
+ * with calls on them; idle ones (a node that went away between calls,
+ * which ZeroMQ would retry for ever) when a sweep every S_SWEEP_MS reads
+ * their monitors.
+ */
 static void s_conn_sweep(svc_client *c)
 {
+    int64_t now = svc__now_ms();
+    bool idle_too = now >= c->next_sweep;
+    if (idle_too)
+        c->next_sweep = now + S_SWEEP_MS;
     for (svc__conn *k = c->conns, *next; k; k = next) {
         next = k->next;
-        if (k->lost_at && !k->inflight && !k->waiting)
+        if (k->inflight || k->waiting)
+            continue;
+        if (k->lost_at || (idle_too && svc__conn_events(k)))
             s_conn_drop(c, k);
     }
 }
@@ -950,11 +969,11 @@ int svc_call_cb(svc_client *c, const char *service, const char *endpoint, const 
 int svc_future_wait(svc_future *f, int timeout_ms)
 {
     int64_t until = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
-    for (;;) {
+    for (bool pumped = false;; pumped = true) {
         if (f->state == S_DONE)
             return 0;
-        if (until >= 0 && svc__now_ms() >= until)
-            return SVC_ETIMEOUT;
+        if (pumped && until >= 0 && svc__now_ms() >= until)
+            return SVC_ETIMEOUT;   /* (at least one round of I/O, even for 0 ms) */
         s_pump(f->c, until);
     }
 }

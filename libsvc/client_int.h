@@ -5,6 +5,7 @@
 #define SVC__CLIENT_INT_H
 
 #include "svc/client.h"
+#include "selector.h"
 #include "wire.pb-c.h"
 #include "wrap_int.h"
 
@@ -30,5 +31,15 @@ svc__cwraps *svc__client_wraps(svc_client *c);
 
 /* The client's default metadata (svc_client_set_meta); borrowed. */
 const svc_meta *svc__client_meta(const svc_client *c);
+
+/*
+ * The nodes of service from the client's registry cache (watched, fetched
+ * when missing or stale; see regcache.h), waiting at most until deadline
+ * (monotonic ms).  *nodes is borrowed until the next call into the client.
+ * 0, SVC_ENOTFOUND, SVC_EUNREACHABLE, SVC_ETIMEOUT, -ENOMEM; err filled on
+ * failure.  For client_stream.c, so that streams pick nodes from the cache.
+ */
+int svc__client_nodes(svc_client *c, const char *service, int64_t deadline, svc__node **nodes,
+                      size_t *n, svc_error *err);
 
 #endif

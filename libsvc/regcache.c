@@ -42,6 +42,7 @@ struct svc__regcache {
     svc__conn *wconn;       /* the watch's connection */
     uint64_t wid;           /* the watch's stream id */
     int64_t wdue;           /* OFF: retry at; CONNECTING: give up at; OPEN: settled at */
+    int64_t last_io;        /* monotonic ms of the last svc__regcache_io */
 };
 
 static void s_view_free(s_view *v)
@@ -332,6 +333,7 @@ static void s_watch_read(svc__regcache *r)
 void svc__regcache_io(svc__regcache *r)
 {
     int64_t now = svc__now_ms();
+    r->last_io = now;
     if (r->wstate != S_WATCH_OPEN)
         s_watch_step(r, now);
     else
@@ -505,10 +507,12 @@ int svc__regcache_seed(svc__regcache *r, const char *service)
 int svc__regcache_nodes(svc__regcache *r, const char *service, int64_t deadline,
                         svc__node **nodes, size_t *n, svc_error *err)
 {
-    /* An open watch is read by the client's pump when its socket is ready. */
-    if (r->wstate != S_WATCH_OPEN)
-        svc__regcache_io(r);
+    /* An open watch is read by the client's pump when its socket is ready;
+     * here only when the pump has not read it lately (the client was idle:
+     * events may be waiting that change this choice). */
     int64_t now = svc__now_ms();
+    if (r->wstate != S_WATCH_OPEN || now - r->last_io >= SVC_WATCH_READ_MS)
+        svc__regcache_io(r);
     s_view *v = s_view_find(r, service);
     if (v && v->n && (now < v->fresh_until || now < r->down_until)) {
         *nodes = v->nodes;

@@ -41,6 +41,8 @@
 
 /* After the registry failed, how long stale views are served without asking it again. */
 #define SVC_REGISTRY_RETRY_MS 1000
+/* A lookup reads an open watch itself when nothing read it for this long. */
+#define SVC_WATCH_READ_MS 10
 /* Pause before a watch that ended or failed to open is tried again. */
 #define SVC_WATCH_RETRY_MS 1000
 

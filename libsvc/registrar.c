@@ -6,7 +6,8 @@
  * success), again every register-interval with register-ttl, and on stop
  * deregister at once and tell the loop (reg_done) that draining may begin.
  * The first success also sends READY=1 to systemd (or to a supervisor that
- * speaks the notify protocol).
+ * speaks the notify protocol), with SVC_ADDRESS=<advertised address>, which
+ * systemd ignores and svc's supervisor uses for rpc health checks.
  */
 #include "service_int.h"
 #include "clock.h"
@@ -86,7 +87,8 @@ static void *s_registrar(void *arg)
             registered = true;
             svc_info("registered\tnode=%s address=%s registry=%s", s->node_id, s->advertise,
                      s->registry);
-            sd_notifyf(0, "READY=1\nSTATUS=serving %s at %s", s->name, s->advertise);
+            sd_notifyf(0, "READY=1\nSTATUS=serving %s at %s\nSVC_ADDRESS=%s", s->name, s->advertise,
+                       s->advertise);
         } else if (rc == 0 && failing) {
             svc_info("registered again\tnode=%s", s->node_id);
         }

@@ -149,6 +149,7 @@ struct svc_service {
     ev_async wake;
     ev_signal sigterm, sigint;
     ev_timer drain_timer, dereg_timer;
+    ev_timer watchdog;          /* WATCHDOG=1 every WATCHDOG_USEC/2 when asked (sd_watchdog_enabled) */
     svc__state state;
     bool drain_timed_out;       /* the loop ended with requests in flight */
     bool abandoned;             /* handlers never returned: keep shared state alive */

@@ -49,6 +49,21 @@ static const ctl_verb s_verbs[] = {
       "({} when stdin is empty).  Each message from the server is printed as one\n"
       "JSON line.  A clean end exits 0; an error is printed on stderr as go-micro\n"
       "error JSON and exits 1; an invalid input line cancels the stream and exits 65.\n" },
+    { "ps", ctl_ps, "[NAME]",
+      "supervised instances: SERVICE INSTANCE PID STATE UPTIME RESTARTS HEALTH",
+      "States: stopped starting ready unhealthy stopping backoff failed.\n"
+      "The supervisor is found through --supervisor, SVC_SUPERVISOR_ADDRESS, the socket\n"
+      "$SVC_STATE_DIR/supervisor.sock (default /var/lib/svc), else by name in the registry.\n" },
+    { "start", ctl_start, "NAME", "start a supervised service's instances (a failed one too)", NULL },
+    { "stop", ctl_stop, "NAME", "stop a supervised service: stop signal, SIGKILL after stop_timeout", NULL },
+    { "restart", ctl_restart, "NAME", "stop and start again every instance of a supervised service", NULL },
+    { "reload", ctl_reload, "",
+      "re-read the manifests: start new services, stop removed ones, restart changed ones",
+      "A manifest with an error rejects the whole reload (FILE:LINE: reason, exit 1);\n"
+      "the running services are left as they were.  SIGHUP to the supervisor does the same.\n" },
+    { "logs", ctl_logs, "[-f] [-n N] NAME",
+      "the last N (default 10) lines a service wrote on stdout/stderr; -f follows",
+      "Lines: TIME SERVICE[INSTANCE] out|err|sup: TEXT (sup: the supervisor's own events).\n" },
     { NULL, NULL, NULL, NULL, NULL },
 };
 
@@ -99,7 +114,7 @@ bool ctl_usage(const ctl_verb *v, int argc, char **argv, int min, int max, int *
 static void s_usage(FILE *f)
 {
     fprintf(f,
-            "usage: svcctl [--registry ADDR] [-o json] [--timeout MS] VERB [ARGS]\n"
+            "usage: svcctl [--registry ADDR] [-o json] [--timeout MS] [--supervisor ADDR] VERB [ARGS]\n"
             "\n"
             "Query and drive svc services.\n"
             "\n"
@@ -112,6 +127,7 @@ static void s_usage(FILE *f)
             "  --registry ADDR   registry address (env SVC_REGISTRY_ADDRESS, default %s)\n"
             "  -o, --output FMT  table (default) or json\n"
             "  --timeout MS      deadline of each request (default 5000; call: 30000)\n"
+            "  --supervisor ADDR supervisor control address (env SVC_SUPERVISOR_ADDRESS)\n"
             "  --help            show this help; `svcctl VERB --help` for one verb\n"
             "\n"
             "exit codes: 0 ok, 1 failure, 64 usage error, 65 invalid input data\n",
@@ -124,10 +140,11 @@ int main(int argc, char **argv)
         { "registry", required_argument, NULL, 'r' },
         { "output", required_argument, NULL, 'o' },
         { "timeout", required_argument, NULL, 't' },
+        { "supervisor", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    ctl_opts o = { .registry = NULL, .json = false, .timeout_ms = 0 };
+    ctl_opts o = { .registry = NULL, .json = false, .timeout_ms = 0, .supervisor = NULL };
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:o:h", longs, NULL)) != -1) {
@@ -153,6 +170,9 @@ int main(int argc, char **argv)
             o.timeout_ms = (int)t;
             break;
         }
+        case 'S':
+            o.supervisor = optarg;
+            break;
         case 'h':
             s_usage(stdout);
             return 0;

@@ -20,6 +20,7 @@ typedef struct ctl_opts {
     const char *registry;  /* --registry / $SVC_REGISTRY_ADDRESS / default */
     bool json;             /* -o json */
     int timeout_ms;        /* --timeout, default 5000 (call: 30000) */
+    const char *supervisor; /* --supervisor / $SVC_SUPERVISOR_ADDRESS (cmd_sup.c), or NULL */
 } ctl_opts;
 
 /* A verb: name, handler, one-line summary, usage text for --help. */
@@ -81,5 +82,12 @@ int ctl_call(const ctl_opts *o, int argc, char **argv);
 int ctl_health(const ctl_opts *o, int argc, char **argv);
 int ctl_stats(const ctl_opts *o, int argc, char **argv);
 int ctl_stream(const ctl_opts *o, int argc, char **argv);
+/* cmd_sup.c: the supervisor */
+int ctl_ps(const ctl_opts *o, int argc, char **argv);
+int ctl_start(const ctl_opts *o, int argc, char **argv);
+int ctl_stop(const ctl_opts *o, int argc, char **argv);
+int ctl_restart(const ctl_opts *o, int argc, char **argv);
+int ctl_reload(const ctl_opts *o, int argc, char **argv);
+int ctl_logs(const ctl_opts *o, int argc, char **argv);
 
 #endif

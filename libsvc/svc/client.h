@@ -242,7 +242,7 @@ int svc_call_async(svc_client *c, const char *service, const char *endpoint,
  * until it has, which the call's deadline bounds).  Every other call of the
  * client progresses meanwhile, and callbacks (svc_call_cb) may run.
  * Returns 0 when f is done, SVC_ETIMEOUT when timeout_ms passed first (f
- * stays pending).
+ * stays pending).  Always does at least one round of I/O, even for 0.
  */
 int svc_future_wait(svc_future *f, int timeout_ms);
 

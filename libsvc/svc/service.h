@@ -30,6 +30,12 @@
  * with per-endpoint counters and latency percentiles.  Wrappers around
  * handlers and onward calls: svc/wrap.h.  Trace ids: svc/trace.h.
  *
+ * Under systemd or svc's supervisor (the notify protocol, $NOTIFY_SOCKET):
+ * READY=1 (with STATUS= and SVC_ADDRESS=<advertised address>) once the
+ * first registration succeeded; when $WATCHDOG_USEC is set for this process,
+ * WATCHDOG=1 every half of it from the event-loop thread, so a service whose
+ * loop stalls stops pinging and is restarted.
+ *
  * Options (flag, else environment variable, else default):
  *   --name NAME               SVC_NAME                service name (default: svc_new's)
  *   --version V               SVC_VERSION             default "latest"

@@ -200,7 +200,7 @@ def test_registry_cache_watch_no_lookups_in_steady_state(p):
             check(lookups >= 3, "counting GetService is broken: %d lookups" % lookups)
 
 
-def test_watch_brings_new_nodes_and_stale_cache_survives_registry_stop(p):
+def test_watch_brings_and_removes_nodes_and_stale_cache_survives_registry_stop(p):
     reg = p.start_registry()
     a = p.start_service("svc-testsvc", "--register-interval", "1", wait_name="testsvc")
     # Runs until stopped at the end (its last line may be cut there).
@@ -212,6 +212,14 @@ def test_watch_brings_new_nodes_and_stale_cache_survives_registry_stop(p):
     b = p.start_service("svc-testsvc", "--register-interval", "1", wait_name="testsvc")
     bid = node_id(b)
     wait_until(lambda: bid in c.output(), 5, what="calls to reach the new node")
+    # It stops (deregisters): the delete event takes it out of the view, so
+    # calls neither go to it nor need retries (the view is not refetched).
+    b.stop()
+    seen = len(lines(c.output()))   # calls from seen + 1 on started after b exited
+    wait_until(lambda: len(lines(c.output())) >= seen + 30, 20, what="calls after the stop")
+    after = lines(c.output())[seen + 1:seen + 30]
+    check(all(k == "ok" and f[1] != bid and f[2] == "1" for k, f in after),
+          "calls after the node left: %r" % after)
     # registryd stops: the watch ends, the view expires 1.5 s later, the
     # registry cannot be asked, and calls go on from the stale view.
     reg.stop()

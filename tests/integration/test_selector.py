@@ -65,10 +65,14 @@ def test_breaker_leaves_stopped_node_out_and_probes_it_again(p):
     gs = [p.start_service("greeter", wait_name="greeter") for _ in range(3)]
     victim = gs[0]
     vaddr = node_address(victim)
-    client = p.spawn("client", [os.path.join(BIN, "greeter-client"), "--count", "200",
+    client = p.spawn("client", [os.path.join(BIN, "greeter-client"), "--count", "300",
                                 "--interval", "20", "--timeout", "200", "--report",
                                 "--keep-going", "x"])
-    time.sleep(0.6)
+    # The first calls open the registry view and the connections within the
+    # same 200 ms; on a slow (ASan, loaded) machine some may time out, so
+    # the node is stopped only well after them and errors among the first
+    # WARM calls do not count.
+    time.sleep(1.5)
     os.kill(victim.pid, signal.SIGSTOP)
     try:
         time.sleep(1.2)
@@ -76,8 +80,9 @@ def test_breaker_leaves_stopped_node_out_and_probes_it_again(p):
         os.kill(victim.pid, signal.SIGCONT)
     wait_until(lambda: not client.alive(), 20, what="the client to finish")
     lines = [l.split(" ", 2) for l in client.output().splitlines() if l.startswith(("ok ", "error "))]
-    check(len(lines) == 200, "client made %d calls" % len(lines))
-    errors = [i for i, l in enumerate(lines) if l[0] == "error"]
+    check(len(lines) == 300, "client made %d calls" % len(lines))
+    WARM = 10
+    errors = [i for i, l in enumerate(lines) if l[0] == "error" and i >= WARM]
     check(1 <= len(errors) <= 3, "breaker should trip after 3 failures; failures at %r" % errors)
     last = errors[-1]
     after = [i for i, l in enumerate(lines) if i > last and l[0] == "ok" and l[1] == vaddr]
