@@ -14,8 +14,8 @@
 #include "client_int.h"
 #include "clock.h"
 #include "conn.h"
+#include "selector.h"
 #include "flow.h"
-#include "registry.pb-c.h"
 #include "zctx.h"
 
 #include <errno.h>
@@ -48,39 +48,35 @@ struct svc_client_stream {
     size_t data_hlen;           /* its length */
 };
 
-/* The address of one random node of service, from the registry. */
-static int s_pick(svc_client *c, const char *service, int timeout_ms, char **address,
-                  svc_error *err)
+/*
+ * The address of one random node of service from the client's registry
+ * cache, among those matching opts' version and node metadata filters.
+ */
+static int s_pick(svc_client *c, const char *service, const svc_call_opts *opts,
+                  int64_t deadline, char **address, svc_error *err)
 {
-    Svc__Registry__GetServiceRequest req = SVC__REGISTRY__GET_SERVICE_REQUEST__INIT;
-    req.service = (char *)service;
-    svc_call_opts ro = { .timeout_ms = timeout_ms, .retries = -1,
-                         .address = svc_client_registry(c) };
-    ProtobufCMessage *m = NULL;
-    int rc = svc_call(c, "svc.registry", "Registry.GetService", &req.base,
-                      &svc__registry__get_service_response__descriptor, &m, &ro, err);
+    svc__node *nodes = NULL;
+    size_t n = 0;
+    int rc = svc__client_nodes(c, service, deadline, &nodes, &n, err);
     if (rc < 0)
-        return rc == SVC_EREMOTE && err->code == 404 ? SVC_ENOTFOUND : rc;
-    Svc__Registry__GetServiceResponse *r = (Svc__Registry__GetServiceResponse *)m;
-    size_t total = 0;
-    for (size_t i = 0; i < r->n_services; i++)
-        total += r->services[i]->n_nodes;
-    rc = SVC_ENOTFOUND;
-    if (total) {
-        size_t k = (size_t)(svc__rand() % total);
-        for (size_t i = 0; i < r->n_services; i++) {
-            if (k < r->services[i]->n_nodes) {
-                *address = strdup(r->services[i]->nodes[k]->address);
-                rc = *address ? 0 : -ENOMEM;
-                break;
-            }
-            k -= r->services[i]->n_nodes;
-        }
+        return rc;
+    const char *version = opts ? opts->version : NULL, *meta = opts ? opts->node_meta : NULL;
+    size_t match = 0;
+    for (size_t i = 0; i < n; i++)
+        match += svc__node_matches(&nodes[i], version, meta);
+    if (!match) {
+        svc_error_set(err, S_ID, 404, "service \"%s\" has no %snodes", service,
+                      version || meta ? "matching " : "");
+        return SVC_ENOTFOUND;
     }
-    if (rc == SVC_ENOTFOUND)
-        svc_error_set(err, S_ID, 404, "service \"%s\" has no nodes", service);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return rc;
+    size_t k = (size_t)(svc__rand() % match);
+    for (size_t i = 0; i < n; i++) {
+        if (!svc__node_matches(&nodes[i], version, meta) || k--)
+            continue;
+        *address = strdup(nodes[i].address);
+        return *address ? 0 : -ENOMEM;
+    }
+    return SVC_ENOTFOUND;
 }
 
 int svc_client_stream_open(svc_client *c, const char *service, const char *endpoint,
@@ -122,7 +118,7 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
         deadline = stream_deadline;
     char *address = NULL;
     int rc = opts && opts->address ? ((address = strdup(opts->address)) ? 0 : -ENOMEM)
-                                   : s_pick(c, service, timeout, &address, err);
+                                   : s_pick(c, service, opts, deadline, &address, err);
     if (rc < 0) {
         if (!svc_error_isset(err))
             svc_error_set(err, S_ID, 500, "%s", svc_strerror(rc));

@@ -255,13 +255,15 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
         { "metadata", required_argument, NULL, 'm' },
         { "address", required_argument, NULL, 'a' },
         { "kind", required_argument, NULL, 'k' },
+        { "version", required_argument, NULL, 'v' },
+        { "node-meta", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const ctl_verb *v = ctl_verb_find("stream");
     int code = 0, kind = -1;
     svc_meta meta = SVC_META_INIT;
-    const char *address = NULL;
+    const char *address = NULL, *version = NULL, *node_meta = NULL;
     int opt;
     optind = 1;
     opterr = 0;
@@ -275,6 +277,12 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
             break;
         case 'a':
             address = optarg;
+            break;
+        case 'v':
+            version = optarg;
+            break;
+        case 'n':
+            node_meta = optarg;
             break;
         case 'k':
             kind = strcmp(optarg, "server") == 0 ? SVC_STREAM_SERVER
@@ -345,7 +353,8 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
         }
     }
     svc_call_opts co = { .timeout_ms = o->timeout_ms ? o->timeout_ms : 5000, .address = address,
-                         .content_type = SVC_CT_JSON, .meta = &meta };
+                         .content_type = SVC_CT_JSON, .meta = &meta, .version = version,
+                         .node_meta = node_meta };
     int rc = svc_client_stream_open_kind(c, pos[0], pos[1], (svc_stream_kind)kind, first,
                                          first ? flen : 0, &co, &st, &err);
     if (rc < 0) {

@@ -339,8 +339,9 @@ const char *svc_stream_kind_name(svc_stream_kind kind);
 /*
  * Opens a server stream to endpoint, sending body (in opts->content_type)
  * as the first request, with the client's and opts->meta's metadata.  The stream
- * uses its own connection to one node (opts->address, or a random node from
- * the registry; no retry on another).  opts->timeout_ms bounds only the
+ * uses its own connection to one node (opts->address, or a random node of
+ * the client's cached registry view matching opts->version and
+ * opts->node_meta; no retry on another).  opts->timeout_ms bounds only the
  * opening; opts->deadline_ms, when set, is the whole stream's deadline (see
  * svc_client_stream_open_kind); else streams live until closed.  Same as
  * svc_client_stream_open_kind with SVC_STREAM_SERVER.

@@ -134,6 +134,11 @@ def test_svcctl_stream_errors(p):
     check(r.code == 1 and "is not a stream" in r.err, "unary endpoint: %r" % (r,))
     r = p.ctl("stream", "testsvc", "Test.Nope", stdin="")
     check(r.code == 1 and 'endpoint "Test.Nope" not found' in r.err, "unknown endpoint: %r" % (r,))
+    r = p.ctl("stream", "--node-meta", "zone=nowhere", "testsvc", "Test.Bidi", stdin="")
+    check(r.code == 1 and '"code":404' in r.err and "no matching nodes" in r.err,
+          "no matching node: %r" % (r,))
+    r = p.ctl("stream", "--version", "latest", "testsvc", "Test.Bidi", stdin='{"seq":3}\n')
+    check(r.code == 0 and r.out == '{"seq":"3","text":""}\n', "--version: %r" % (r,))
     r = p.ctl("stream", "testsvc")
     check(r.code == 64, "missing endpoint: %r" % (r,))
     r = p.ctl("stream", "--kind", "sideways", "testsvc", "Test.Bidi")
