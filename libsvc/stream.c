@@ -201,6 +201,7 @@ static svc__out *s_out(svc_stream *st, Svc__Kind kind, const void *body, size_t 
     svc__stream_ref(st);
     o->stream = st;
     o->ends_stream = kind == SVC__KIND__STREAM_CLOSE;
+    o->is_error = h.error != NULL;   /* a stream ended with an error counts in Debug.Stats */
     return o;
 }
 
