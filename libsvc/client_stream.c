@@ -400,11 +400,9 @@ int svc_client_stream_recv(svc_client_stream *st, int timeout_ms, svc_reply *out
                 return s_deliver(st, &m, out, err);
             continue;
         }
-        if (rc == 0 || rc == SVC_EPROTO)
-            svc__msg_close(&m);
-        if (rc != -EAGAIN)
-            continue;
-        break;
+        if (rc != 0 && rc != SVC_EPROTO)
+            break;   /* nothing waiting (or a socket error, which s_read reports) */
+        svc__msg_close(&m);   /* another id, or malformed: discard */
     }
     int64_t deadline = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
     while (!st->ended) {
