@@ -110,6 +110,9 @@ $(GEN)/testsvc.pb-c.c $(GEN)/testsvc.pb-c.h: tests/testsvc.proto
 $(BIN)/svc-testsvc: $(OBJ)/tests/testsvc.o $(OBJ)/gen/testsvc.pb-c.o $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
+$(BIN)/svc-brokertool: $(OBJ)/tests/brokertool.o $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
 $(BIN)/svc-testclient: $(OBJ)/tests/testclient.o $(OBJ)/gen/testsvc.pb-c.o $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
@@ -124,6 +127,7 @@ PROGRAMS := $(addprefix $(BIN)/,$(PROGRAM_DIRS)) $(BIN)/greeter $(BIN)/greeter-c
 PROGRAMS += $(BIN)/fanout
 TEST_PROGRAMS := $(BIN)/svc-testsvc
 TEST_PROGRAMS += $(BIN)/svc-testclient
+TEST_PROGRAMS += $(BIN)/svc-brokertool
 
 # --- unit tests ------------------------------------------------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)

@@ -270,6 +270,7 @@ echo "svc-bench streams: messages per second one way, ${size}-byte payload, one 
 "$py" bench/stream_report.py "$out" "$tmp"/stream-*.jsonl
 echo
 echo "wrote $out"
+bench/broker.sh "$1"
 
 echo
 bench/supervisor.sh "$1"   # supervisor restart latency vs s6, runit, supervisord; footprint; idle CPU

@@ -30,6 +30,8 @@ systemd
 
 # Peers and tools for bench/ only, one per line.
 BENCH_PACKAGES="
+nats-server
+libnats-dev
 s6
 runit
 supervisor

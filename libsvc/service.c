@@ -244,7 +244,7 @@ static int s_build_registration(svc_service *s)
     n->address = strdup(s->advertise);
     if (!n->id || !n->address || s_meta_pb(&s->meta, &n->metadata, &n->n_metadata) < 0)
         return -ENOMEM;
-    return 0;
+    return svc__subscribers_describe(s, r);
 }
 
 /* The address others should call: the bound one, with a wildcard host made loopback. */
@@ -287,10 +287,13 @@ int svc_run(svc_service *s)
         svc_error_log("cannot start registrar thread");
         goto out_workers;
     }
+    if (svc__subscribers_start(s) < 0)
+        svc_error_log("cannot start subscriber thread");
     if (atomic_load(&s->stop_requested))
         ev_async_send(s->loop, &s->wake);   /* svc_stop came before the loop could be woken */
     ev_run(s->loop, 0);
     code = 0;
+    svc__subscribers_stop(s);
     svc__registrar_join(s);
     /* End open streams now, so handlers waiting on them see them closed. */
     svc__streams_end_all(s);
@@ -336,6 +339,7 @@ void svc_destroy(svc_service **sp)
     svc_meta_release(&s->svc_meta_);
     if (s->reg_service)
         svc__registry__service__free_unpacked(s->reg_service, NULL);
+    svc__subscribers_free(s);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->sock_mu);
     pthread_cond_destroy(&s->cv);

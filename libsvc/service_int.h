@@ -9,6 +9,7 @@
  *   registrar.c  the thread that registers, re-registers and deregisters
  *   debug.c      Debug.Health and Debug.Stats
  *   schema.c     endpoint request/response descriptions for the registry
+ *   subscriber.c subscribers declared with svc_subscribe (svc/broker.h)
  *
  * Threads: the loop thread owns the stream list and all libev watchers and
  * receives on the ROUTER; workers take jobs from `jobs` (under `mu`).  A
@@ -191,6 +192,11 @@ struct svc_service {
     atomic_uint inflight;
     Svc__Registry__Service *reg_service;  /* what the registrar registers */
 
+    /* subscribers (subscriber.c) */
+    struct svc__subscriber *subscribers;  /* declared with svc_subscribe, owned */
+    struct svc_broker *broker;  /* their broker client while running */
+    pthread_t sub_thread;       /* subscribes them, retrying until brokerd accepts */
+    bool sub_running, sub_stop; /* sub_stop under mu, signalled on reg_cv */
     /* wrappers (wrap.c): fixed before svc_run, read by every thread after */
     svc__hwraps handler_wraps;  /* around every handler */
     svc__cwraps client_wraps;   /* given to each worker's client */
@@ -270,6 +276,13 @@ void svc__stream_serve(svc_ctx *ctx, const svc__endpoint *ep, svc_stream *st);
 int svc__registrar_start(svc_service *s);
 void svc__registrar_request_stop(svc_service *s);  /* wakes it to deregister */
 void svc__registrar_join(svc_service *s);
+
+/* subscriber.c */
+typedef struct svc__subscriber svc__subscriber;
+int svc__subscribers_describe(svc_service *s, Svc__Registry__Service *r);  /* adds endpoints */
+int svc__subscribers_start(svc_service *s);   /* after the server serves */
+void svc__subscribers_stop(svc_service *s);   /* joins, closes the broker client */
+void svc__subscribers_free(svc_service *s);   /* at destroy */
 
 /* debug.c */
 void svc__debug_add(svc_service *s);

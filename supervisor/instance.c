@@ -200,7 +200,7 @@ static bool s_env_skip(const char *e)
     static const char *const drop[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
                                         "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=",
                                         "JOURNAL_STREAM=", "INVOCATION_ID=", "SVC_INSTANCE=",
-                                        "SVC_SERVICE=", NULL };
+                                        "SVC_SERVICE=", "SVC_STATE_DIR=", NULL };
     for (const char *const *d = drop; *d; d++)
         if (strncmp(e, *d, strlen(*d)) == 0)
             return true;
@@ -239,6 +239,10 @@ static char **s_envp(sup_instance *i, char **wd_pid)
     if (asprintf(&env[k++], "SVC_SERVICE=%s", m->name) < 0)
         env[k - 1] = NULL;
     if (asprintf(&env[k++], "SVC_INSTANCE=%d", i->index) < 0)
+        env[k - 1] = NULL;
+    /* Where platform daemons keep their data by default (stored, brokerd). */
+    if (!s_env_overridden(m, "SVC_STATE_DIR=") &&
+        asprintf(&env[k++], "SVC_STATE_DIR=%s", i->svc->sup->state_dir) < 0)
         env[k - 1] = NULL;
     *wd_pid = NULL;
     if (m->watchdog > 0) {

@@ -100,6 +100,15 @@ static void s_print_service(json_t *s)
     json_t *e;
     json_array_foreach(json_object_get(s, "endpoints"), i, e) {
         json_t *md = json_object_get(e, "metadata");
+        const char *sub = json_string_value(json_object_get(md, "subscriber"));
+        if (sub && strcmp(sub, "true") == 0) {   /* declared with svc_subscribe */
+            const char *q = json_string_value(json_object_get(md, "queue"));
+            printf("\nSubscriber: %s", s_str(e, "name"));
+            if (q && *q)
+                printf(" (queue %s)", q);
+            printf("\n");
+            continue;
+        }
         const char *stream = json_string_value(json_object_get(md, "stream"));
         const char *kind = json_string_value(json_object_get(md, "stream_kind"));
         char tag[64] = "";

@@ -38,6 +38,33 @@ static const ctl_verb s_verbs[] = {
       "(latency of unary calls since the node started).  -o json: each node's \"endpoints\".\n" },
     { "watch", ctl_watch, "[NAME]",
       "print registry changes (create, update, delete) as they happen, until interrupted", NULL },
+    { "publish", ctl_publish, "TOPIC JSON",
+      "publish a JSON message to a topic (pub/sub), or with --stream durably to a stream",
+      "  --stream NAME    publish to event stream NAME instead; prints the sequence number\n"
+      "                   once brokerd committed it (TOPIC is kept with the event)\n"
+      "  --id ID          stream only: publisher message id, stored once per dedup window\n"
+      "  --metadata K=V   metadata sent with the message (repeatable)\n"
+      "Exit code 65 when JSON does not parse.\n" },
+    { "subscribe", ctl_subscribe, "PATTERN",
+      "print messages published to topics matching PATTERN (* one token, > the rest)",
+      "  --queue G        join queue group G: each message goes to one member of the group\n"
+      "  --count N        exit after N messages (default: until interrupted)\n"
+      "Each message is printed as a line: TOPIC BODY (-o json: one JSON object a line).\n" },
+    { "streams", ctl_streams, "", "list event streams: messages, bytes, first/last sequence, consumers",
+      NULL },
+    { "stream-info", ctl_stream_info, "NAME",
+      "show a stream's limits and each consumer group's position, pending and redelivered", NULL },
+    { "consume", ctl_consume, "STREAM --group G",
+      "print the events of STREAM as group G and acknowledge them, until interrupted",
+      "  --group G        durable consumer name (required)\n"
+      "  --count N        exit after N events\n"
+      "  --once           one fetch: print what is ready now, acknowledge it, exit\n"
+      "  --batch N        events per fetch (default 100)\n"
+      "  --start WHERE    a new group starts at: beginning (default), end, seq=N, time=UNIX_MS\n"
+      "  --ack-wait MS    a new group's redelivery delay for unacknowledged events\n"
+      "  --max-deliver N  a new group's deliveries before an event goes to STREAM.dlq\n"
+      "  --no-ack         print without acknowledging (events are delivered again later)\n"
+      "Each event is printed as a line: SEQ DELIVERY BODY (-o json: one JSON object a line).\n" },
     { "stream", ctl_stream, "NAME ENDPOINT",
       "open a stream: JSON request lines on stdin, JSON answer lines on stdout",
       "  --metadata K=V   send metadata with the stream open (repeatable)\n"

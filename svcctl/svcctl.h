@@ -81,6 +81,11 @@ int ctl_watch(const ctl_opts *o, int argc, char **argv);
 int ctl_call(const ctl_opts *o, int argc, char **argv);
 int ctl_health(const ctl_opts *o, int argc, char **argv);
 int ctl_stats(const ctl_opts *o, int argc, char **argv);
+int ctl_publish(const ctl_opts *o, int argc, char **argv);      /* cmd_broker.c */
+int ctl_subscribe(const ctl_opts *o, int argc, char **argv);
+int ctl_streams(const ctl_opts *o, int argc, char **argv);
+int ctl_stream_info(const ctl_opts *o, int argc, char **argv);
+int ctl_consume(const ctl_opts *o, int argc, char **argv);
 int ctl_stream(const ctl_opts *o, int argc, char **argv);
 /* cmd_sup.c: the supervisor */
 int ctl_ps(const ctl_opts *o, int argc, char **argv);

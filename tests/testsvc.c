@@ -30,6 +30,10 @@
  *   Test.Stall  bidi stream: neither reads nor sends, until cancelled or gone
  *   Test.StreamStats               {ticks_sent, closed_seen, open} of the above
  *
+ * With TESTSVC_SUBSCRIBE=1 in the environment it also declares a subscriber
+ * (svc_subscribe) to "ping.*" in queue group "testsvc", which publishes each
+ * message's body again to "pong.<last token>".
+ *
  * Takes every svc service option (svc-testsvc --help).
  */
 #include <errno.h>
@@ -256,6 +260,19 @@ static int s_meta(svc_ctx *ctx, const void *req, void *rsp)
     return 0;
 }
 
+static svc_broker *s_pong;
+
+/* ping.X -> pong.X, on the service's broker thread. */
+static void s_on_ping(const svc_message *m, void *arg)
+{
+    if (!s_pong)
+        s_pong = svc_broker_new(NULL);
+    char topic[300];
+    const char *last = strrchr(m->topic, '.');
+    snprintf(topic, sizeof topic, "pong.%s", last ? last + 1 : m->topic);
+    svc_broker_publish(s_pong, topic, m->body, m->len, m->content_type, m->meta);
+}
+
 static atomic_llong s_ticks_sent, s_closed_seen;
 static atomic_int s_open;
 
@@ -406,6 +423,8 @@ int main(int argc, char **argv)
     s_svc = svc_new("testsvc", argc, argv);
     if (!s_svc)
         return 1;
+    if (getenv("TESTSVC_SUBSCRIBE"))
+        svc_subscribe(s_svc, "ping.*", "testsvc", s_on_ping, NULL);
     svc_handle(s_svc, "Test.Sleep", s_sleep, &testsvc__sleep_request__descriptor,
                &testsvc__sleep_response__descriptor);
     svc_handle(s_svc, "Test.Relay", s_relay, &testsvc__relay_request__descriptor,
@@ -439,5 +458,6 @@ int main(int argc, char **argv)
                       &testsvc__stream_stats_response__descriptor);
     int code = svc_run(s_svc);
     svc_destroy(&s_svc);
+    svc_broker_destroy(&s_pong);
     return code;
 }

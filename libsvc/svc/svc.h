@@ -11,6 +11,8 @@
 #include "svc/log.h"
 #include "svc/meta.h"
 #include "svc/service.h"
+#include "svc/broker.h"
+#include "svc/events.h"
 #include "svc/trace.h"
 #include "svc/wrap.h"
 

@@ -10,7 +10,7 @@ import tempfile
 import time
 
 import harness
-from harness import BIN, check, wait_until
+from harness import BIN, check, serial, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -107,6 +107,7 @@ def alive(pid):
     return st is not None and st != "Z"
 
 
+@serial   # crash-loop delays are measured to +-20%: other tests beside it skew them
 def test_sup_restarts_health_watchdog(p):
     """Backoff and start limit, counter reset, health restarts, watchdog, foreign READY."""
     p.start_registry()
