@@ -117,6 +117,9 @@ struct svc_stream {
     svc__in *in_head, *in_tail;   /* received, not yet recv'd (under mu; <= window) */
     size_t n_in;                  /* messages in that queue */
     ev_timer deadline_timer;      /* the STREAM_OPEN's timeout_ms: ends it with 408 (loop thread) */
+    svc__out *pend_head, *pend_tail; /* sent by svc_stream_send without credit, in order, waiting
+                                        for the client's grant (under mu; <= --send-hwm) */
+    size_t n_pend;                /* messages in that queue */
 };
 
 typedef enum svc__state {

@@ -132,12 +132,44 @@ void svc__stream_unref(svc_stream *st)
     free(st);
 }
 
+/* Appends o to st's pending queue (mu held). */
+static void s_pend(svc_stream *st, svc__out *o)
+{
+    o->next = NULL;
+    if (st->pend_tail)
+        st->pend_tail->next = o;
+    else
+        st->pend_head = o;
+    st->pend_tail = o;
+    st->n_pend++;
+}
+
+/* Takes st's whole pending queue (mu held); the caller frees or sends it. */
+static svc__out *s_take_pending(svc_stream *st)
+{
+    svc__out *o = st->pend_head;
+    st->pend_head = st->pend_tail = NULL;
+    st->n_pend = 0;
+    return o;
+}
+
+static void s_free_list(svc__out *o)
+{
+    while (o) {
+        svc__out *next = o->next;
+        svc__out_free(o);
+        o = next;
+    }
+}
+
 void svc__stream_mark_closed(svc_stream *st)
 {
     pthread_mutex_lock(&st->mu);
     atomic_store(&st->closed, true);
+    svc__out *pend = s_take_pending(st);
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
+    s_free_list(pend);   /* the caller holds a reference: st outlives this */
 }
 
 void svc__stream_unlist(svc_service *s, svc_stream *st)
@@ -228,8 +260,10 @@ static void s_end_from_handler(svc_stream *st, int code, const char *fmt, const 
     if (o)
         svc__server_push(st->svc, o);
     pthread_mutex_lock(&st->mu);
+    svc__out *pend = s_take_pending(st);   /* the stream failed: what waited is dropped */
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
+    s_free_list(pend);
 }
 
 /* An absolute CLOCK_MONOTONIC time timeout_ms from now. */
@@ -266,8 +300,16 @@ static bool s_ended(svc_stream *st)
     return atomic_load(&st->closed) || atomic_load(&st->ending);
 }
 
-/* Takes one credit for a data message, waiting up to timeout_ms (-1 forever). */
-static int s_take_credit(svc_stream *st, int timeout_ms)
+/*
+ * Takes one credit for data message o, waiting up to timeout_ms (-1
+ * forever).  Messages sent without waiting while the client has no credit
+ * left queue behind in st's pending queue, at most --send-hwm of them, and
+ * leave as credit comes (s_flush); a waiting send waits for that queue too,
+ * so the stream keeps its order.  Returns 0 (send o), 1 (send o; the
+ * stream has no flow control), 2 (o was queued: the stream owns it now),
+ * SVC_ECLOSED, -EAGAIN or SVC_ETIMEOUT.
+ */
+static int s_take_credit(svc_stream *st, svc__out *o, int timeout_ms)
 {
     struct timespec at = { 0, 0 };
     int rc;
@@ -277,13 +319,17 @@ static int s_take_credit(svc_stream *st, int timeout_ms)
             rc = SVC_ECLOSED;
             break;
         }
-        if (svc__flow_can_send(&st->flow)) {
+        if (st->n_pend == 0 && svc__flow_can_send(&st->flow)) {
             svc__flow_sent(&st->flow);
             rc = st->flow.out_limited ? 0 : 1;   /* 1: unlimited, the global queue bounds */
             break;
         }
         if (timeout_ms == 0) {
             rc = -EAGAIN;
+            if (st->n_pend < (size_t)st->svc->send_hwm) {
+                s_pend(st, o);
+                rc = 2;
+            }
             break;
         }
         if (!s_wait(st, timeout_ms, &at)) {
@@ -293,6 +339,36 @@ static int s_take_credit(svc_stream *st, int timeout_ms)
     }
     pthread_mutex_unlock(&st->mu);
     return rc;
+}
+
+/*
+ * Credit came (loop thread): pending messages it covers go to the out
+ * queue, behind what is already there, so the stream keeps its order.
+ */
+static void s_flush(svc_stream *st)
+{
+    svc__out *ready = NULL, **tail = &ready;
+    pthread_mutex_lock(&st->mu);
+    while (st->pend_head && (st->pend_head->ends_stream || svc__flow_can_send(&st->flow))) {
+        svc__out *o = st->pend_head;
+        st->pend_head = o->next;
+        if (!st->pend_head)
+            st->pend_tail = NULL;
+        st->n_pend--;
+        if (!o->ends_stream)
+            svc__flow_sent(&st->flow);
+        o->next = NULL;
+        *tail = o;
+        tail = &o->next;
+    }
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    while (ready) {
+        svc__out *next = ready->next;
+        ready->next = NULL;
+        svc__server_push(st->svc, ready);
+        ready = next;
+    }
 }
 
 /* True when the server's send queue has room (for streams without credit). */
@@ -358,7 +434,7 @@ static int s_send(svc_stream *st, const ProtobufCMessage *msg, int timeout_ms)
         return rc;
     int64_t until = -2;   /* read the clock only if the queue makes us wait */
     /* Without credit from the client only the server's queue bounds us. */
-    while ((rc = s_take_credit(st, timeout_ms)) == 1 && !s_queue_room(s)) {
+    while ((rc = s_take_credit(st, o, timeout_ms)) == 1 && !s_queue_room(s)) {
         int64_t now = svc__now_ms();
         if (until == -2)
             until = timeout_ms < 0 ? -1 : now + timeout_ms;
@@ -369,6 +445,8 @@ static int s_send(svc_stream *st, const ProtobufCMessage *msg, int timeout_ms)
         struct timespec ms = { 0, 1000000L };
         nanosleep(&ms, NULL);
     }
+    if (rc == 2)
+        return 0;   /* queued until the client grants credit */
     if (rc < 0) {
         svc__out_free(o);
         return rc;
@@ -461,8 +539,16 @@ void svc_stream_close(svc_stream **stp, const svc_error *err)
     *stp = NULL;
     if (!atomic_load(&st->closed) && !atomic_exchange(&st->ending, true)) {
         svc__out *o = s_out(st, SVC__KIND__STREAM_CLOSE, NULL, 0, err, 0);
-        if (o)
-            svc__server_push(st->svc, o);
+        if (o) {
+            /* Behind messages still waiting for credit, if any. */
+            pthread_mutex_lock(&st->mu);
+            bool behind = st->n_pend > 0;
+            if (behind)
+                s_pend(st, o);
+            pthread_mutex_unlock(&st->mu);
+            if (!behind)
+                svc__server_push(st->svc, o);
+        }
     }
     svc__stream_unref(st);
 }
@@ -576,6 +662,8 @@ void svc__stream_on_msg(svc_service *s, svc__msg *m)
         rc = svc__flow_on_credit(&st->flow, h->credit, &why);
         pthread_cond_broadcast(&st->cv);
         pthread_mutex_unlock(&st->mu);
+        if (rc == 0)
+            s_flush(st);
         break;
     default:
         break;
