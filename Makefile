@@ -123,11 +123,16 @@ $(BIN)/svc-bench: $(call objs,$(wildcard bench/*.c)) $(GREETER_GEN) $(LIBSVC)
 	@mkdir -p $(BIN)
 	$(link)
 
+$(BIN)/svc-storeclient: $(OBJ)/tests/storeclient.o $(LIBSVC)
+	@mkdir -p $(BIN)
+	$(link)
+
 PROGRAMS := $(addprefix $(BIN)/,$(PROGRAM_DIRS)) $(BIN)/greeter $(BIN)/greeter-client
 PROGRAMS += $(BIN)/fanout
 TEST_PROGRAMS := $(BIN)/svc-testsvc
 TEST_PROGRAMS += $(BIN)/svc-testclient
 TEST_PROGRAMS += $(BIN)/svc-brokertool
+TEST_PROGRAMS += $(BIN)/svc-storeclient
 
 # --- unit tests ------------------------------------------------------------
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -187,6 +192,13 @@ $(FUZZ_DIR)/%: tests/fuzz/%.c $(LIBSVC_SRC) $(wildcard libsvc/*.h libsvc/svc/*.h
 # A fuzz target for a daemon's decoder names the daemon's sources it needs.
 FUZZ_EXTRA_fuzz_manifest := supervisor/manifest.c
 $(FUZZ_DIR)/fuzz_manifest: supervisor/manifest.c supervisor/manifest.h
+
+# fuzz_store also builds stored's sources (all but its main.c).
+STORED_FUZZ_SRC := $(filter-out stored/main.c,$(wildcard stored/*.c))
+$(FUZZ_DIR)/fuzz_store: tests/fuzz/fuzz_store.c $(LIBSVC_SRC) $(STORED_FUZZ_SRC) $(wildcard stored/*.h) $(wildcard libsvc/*.h libsvc/svc/*.h) $(PROTOS)
+	@mkdir -p $(FUZZ_DIR)/gen
+	$(PROTOC_C) -Iproto --c_out=$(FUZZ_DIR)/gen $(PROTOS)
+	clang $(FUZZ_CFLAGS) -Istored -o $@ $< $(LIBSVC_SRC) $(STORED_FUZZ_SRC) $(patsubst proto/%.proto,$(FUZZ_DIR)/gen/%.pb-c.c,$(PROTOS)) $(PKG_LIBS)
 
 .PHONY: fuzz-build
 fuzz-build: $(FUZZ_BIN)

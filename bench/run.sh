@@ -274,3 +274,6 @@ bench/broker.sh "$1"
 
 echo
 bench/supervisor.sh "$1"   # supervisor restart latency vs s6, runit, supervisord; footprint; idle CPU
+
+echo
+bench/store.sh "$1" || fail "bench/store.sh failed"

@@ -19,6 +19,7 @@
 #include "echo.h"
 #include "hotpath.h"
 #include "raw.h"
+#include "storecall.h"
 #include "svccall.h"
 #include "stream.h"
 
@@ -36,6 +37,8 @@ static const struct {
     { "raw-source", bm_raw_source, "bare ZeroMQ PUSH sending as fast as it can" },
     { "raw-sink", bm_raw_sink, "bare ZeroMQ one-way messages per second (PULL)" },
     { "hotpath", bm_hotpath, "ns per call added by tracing and endpoint stats (in-process)" },
+    { "store-client", bm_store_client, "stored Store.Write / Store.Read per second, N clients" },
+    { "lmdb-raw", bm_lmdb_raw, "raw LMDB puts (fsync'd commits) / gets per second, the floor" },
     { NULL, NULL, NULL },
 };
 

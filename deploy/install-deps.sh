@@ -39,6 +39,10 @@ libgrpc++-dev
 protobuf-compiler-grpc
 libprotobuf-dev
 protobuf-compiler
+redis-server
+redis-tools
+etcd-server
+etcd-client
 "
 
 for a in "$@"; do

@@ -57,6 +57,7 @@ static const struct {
     { 502, "Bad Gateway" },
     { 503, "Service Unavailable" },
     { 504, "Gateway Timeout" },
+    { 507, "Insufficient Storage" },
     { 0, NULL },
 };
 

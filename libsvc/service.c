@@ -166,6 +166,11 @@ const char *svc_address(const svc_service *s) { return s->advertise; }
 const char *svc_node_id(const svc_service *s) { return s->node_id; }
 const char *svc_bind_address(const svc_service *s) { return s->address; }
 
+bool svc_stopping(const svc_service *s)
+{
+    return atomic_load(&s->stop_requested) || atomic_load(&s->draining);
+}
+
 void svc_stop(svc_service *s)
 {
     atomic_store(&s->stop_requested, true);

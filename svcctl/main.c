@@ -93,6 +93,28 @@ static const ctl_verb s_verbs[] = {
     { "logs", ctl_logs, "[-f] [-n N] NAME",
       "the last N (default 10) lines a service wrote on stdout/stderr; -f follows",
       "Lines: TIME SERVICE[INSTANCE] out|err|sup: TEXT (sup: the supervisor's own events).\n" },
+    { "store", ctl_store, "read|write|delete|list|databases|tables [ARGS]",
+      "read, write, delete and list records of svc.store; list databases and tables",
+      "  store read KEY | --prefix P [--suffix S]   print the values (-v: KEY VALUE EXPIRY table)\n"
+      "  store write KEY [VALUE|-]                 value from the argument or stdin\n"
+      "  store delete KEY\n"
+      "  store list [--prefix P] [--suffix S]      one key per line\n"
+      "  store databases | store tables [--database D]\n"
+      "  --database D, --table T   scope (default \"default\")\n"
+      "  --limit N, --offset N     page through read and list answers\n"
+      "  --ttl DURATION            write: expire after 500ms, 10s, 5m, 1h ...\n"
+      "  --content-type CT         write: default application/json if VALUE is JSON, else text/plain\n"
+      "  --metadata K=V            write: record metadata (repeatable)\n"
+      "  -v, --verbose             read: KEY VALUE EXPIRY table\n"
+      "-o json prints records with JSON values as JSON, text as strings, other bytes as base64.\n" },
+    { "lock", ctl_lock, "ID [--ttl D] [--wait D]",
+      "take lock ID (lease --ttl, default 10s), waiting up to --wait; print the fencing token", NULL },
+    { "unlock", ctl_unlock, "ID TOKEN", "release lock ID held with TOKEN", NULL },
+    { "locks", ctl_locks, "", "list held locks and leaderships: ID OWNER TOKEN EXPIRY", NULL },
+    { "leader", ctl_leader, "NAME | campaign NAME CANDIDATE | resign NAME TERM",
+      "show who leads election NAME (NAME LEADER TERM EXPIRY); campaign (prints the term) or resign",
+      "  --ttl D    campaign: leadership lease (default 10s; renew with Sync.Refresh)\n"
+      "  --wait D   campaign: wait this long to be elected\n" },
     { NULL, NULL, NULL, NULL, NULL },
 };
 

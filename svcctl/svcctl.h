@@ -94,5 +94,10 @@ int ctl_stop(const ctl_opts *o, int argc, char **argv);
 int ctl_restart(const ctl_opts *o, int argc, char **argv);
 int ctl_reload(const ctl_opts *o, int argc, char **argv);
 int ctl_logs(const ctl_opts *o, int argc, char **argv);
+int ctl_store(const ctl_opts *o, int argc, char **argv);   /* cmd_store.c */
+int ctl_lock(const ctl_opts *o, int argc, char **argv);
+int ctl_unlock(const ctl_opts *o, int argc, char **argv);
+int ctl_locks(const ctl_opts *o, int argc, char **argv);
+int ctl_leader(const ctl_opts *o, int argc, char **argv);
 
 #endif

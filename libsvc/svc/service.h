@@ -178,6 +178,13 @@ int svc_run(svc_service *s);
 /* Asks a running service to stop as on SIGTERM.  Thread-safe. */
 void svc_stop(svc_service *s);
 
+/*
+ * True once the service was asked to stop (SIGTERM, SIGINT, svc_stop):
+ * handlers that wait for something (a lock, an event) should give up and
+ * answer 503.  Thread-safe.
+ */
+bool svc_stopping(const svc_service *s);
+
 /* Frees the service; *s becomes NULL.  Safe on NULL.  Not while svc_run runs. */
 void svc_destroy(svc_service **s);
 

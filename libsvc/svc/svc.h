@@ -15,5 +15,7 @@
 #include "svc/events.h"
 #include "svc/trace.h"
 #include "svc/wrap.h"
+#include "svc/store.h"
+#include "svc/sync.h"
 
 #endif

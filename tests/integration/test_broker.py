@@ -241,14 +241,18 @@ def test_events_redelivery_deadletter_and_stale_ack(p):
     publish_event(p, "jobs", b"one")
     cfg = {"ack_wait_ms": 300, "max_deliver": 2}
     c = {"stream": "jobs", "group": "w", "config": cfg, "batch": 10}
+    # The first delivery happens after t0, so its ack wait ends after t0 + 0.3 s.
+    t0 = time.monotonic()
     r = ok(p, "Events.Consume", c)
     check([(e["seq"], e["delivery"]) for e in r["events"]] == [("1", 1)], "first delivery %r" % r)
     r = ok(p, "Events.Consume", c)
-    check(r["events"] == [], "not redelivered before the ack wait: %r" % r)
-    t0 = time.monotonic()
-    r = ok(p, "Events.Consume", dict(c, wait_ms=5000))
+    check(r["events"] == [] or time.monotonic() - t0 >= 0.3,
+          "redelivered before the ack wait: %r" % r)
+    if not r["events"]:
+        r = ok(p, "Events.Consume", dict(c, wait_ms=5000))
     check([(e["seq"], e["delivery"]) for e in r["events"]] == [("1", 2)], "redelivery %r" % r)
-    check(time.monotonic() - t0 >= 0.15, "redelivered too early")
+    check(time.monotonic() - t0 >= 0.3, "redelivered too early: %.3fs after the first consume"
+          % (time.monotonic() - t0))
     # The ack for delivery 1 is stale: delivery 2 stays pending.
     d = err(p, "Events.Ack", {"stream": "jobs", "group": "w", "acks": [{"seq": 1, "delivery": 1}]}, 409)
     check("stale" in d, "stale ack detail %r" % d)
@@ -468,13 +472,15 @@ def test_service_declared_subscriber_shows_and_receives(p):
 
 def test_events_async_publish_many_in_flight_across_sigkill(p):
     # svc_events_publish_async over BRK1W: thousands in flight, each answered after its commit.
-    n = 100000 if not SANITIZED else 10000
+    # Enough events that the publisher is still at it when the first kills
+    # land (10,000 could all be acked within the first 0.15 s).
+    n = 100000 if not SANITIZED else 40000
     b = start_broker(p)
     pub = p.spawn("epub-async", tool(p, "epub-async", "--stream", "as", "--count", str(n),
                                      "--prefix", "a", "--seconds", "120"))
     during = 0
     for i in range(3):
-        time.sleep(0.15)
+        time.sleep(0.1)
         during += pub.alive()
         b.kill()
         b = p.spawn("brokerd", broker_argv(p))

@@ -1,0 +1,141 @@
+/*
+ * stored/commit.c — the group-commit writer (see commit.h).
+ */
+#include "commit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svc/error.h"
+#include "svc/log.h"
+
+struct kv_commit {
+    kv_backend *b;            /* applies batches */
+    kv_commit_hook hook;      /* after each commit, or NULL */
+    void *hook_arg;
+    pthread_t thread;         /* the writer */
+    pthread_mutex_t mu;       /* guards everything below */
+    pthread_cond_t work_cv;   /* writer: ops queued or stop */
+    kv_op *head, *tail;       /* queued ops */
+    bool stop;                /* no new ops; writer exits when the queue is empty */
+    unsigned long long commits, ops;  /* stats */
+};
+
+static void *s_writer(void *arg)
+{
+    kv_commit *c = arg;
+    kv_op **batch = malloc(KV_COMMIT_BATCH * sizeof *batch);
+    if (!batch) {
+        svc_error_log("store writer: out of memory");
+        abort();
+    }
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->head && !c->stop)
+            pthread_cond_wait(&c->work_cv, &c->mu);
+        if (!c->head)
+            break;
+        size_t n = 0;
+        while (c->head && n < KV_COMMIT_BATCH) {
+            batch[n++] = c->head;
+            c->head = c->head->next;
+        }
+        if (!c->head)
+            c->tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+
+        int64_t now = kv_now_ms();
+        for (size_t i = 0; i < n; i++)
+            batch[i]->now = now;
+        c->b->kv->apply(c->b, batch, n);
+        if (c->hook)
+            c->hook(c->hook_arg, batch, n);
+
+        pthread_mutex_lock(&c->mu);
+        /* Each waiter sleeps on its own condition: wake exactly the acked ones. */
+        for (size_t i = 0; i < n; i++) {
+            batch[i]->done = true;
+            pthread_cond_signal(batch[i]->cv);
+        }
+        c->commits++;
+        c->ops += n;
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(batch);
+    return NULL;
+}
+
+kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg)
+{
+    kv_commit *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->b = b;
+    c->hook = hook;
+    c->hook_arg = arg;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->work_cv, NULL);
+    int rc = pthread_create(&c->thread, NULL, s_writer, c);
+    if (rc) {
+        svc_error_log("cannot start the store writer: %s", strerror(rc));
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->work_cv);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int kv_commit_run(kv_commit *c, kv_op *op)
+{
+    pthread_cond_t cv;
+    pthread_cond_init(&cv, NULL);
+    op->done = false;
+    op->next = NULL;
+    op->rc = 0;
+    op->cv = &cv;
+    pthread_mutex_lock(&c->mu);
+    if (c->stop) {
+        pthread_mutex_unlock(&c->mu);
+        pthread_cond_destroy(&cv);
+        return SVC_ECLOSED;
+    }
+    if (c->tail)
+        c->tail->next = op;
+    else
+        c->head = op;
+    c->tail = op;
+    pthread_cond_signal(&c->work_cv);
+    while (!op->done)
+        pthread_cond_wait(&cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&cv);
+    op->cv = NULL;
+    return op->rc;
+}
+
+void kv_commit_stats(kv_commit *c, unsigned long long *commits, unsigned long long *ops)
+{
+    pthread_mutex_lock(&c->mu);
+    *commits = c->commits;
+    *ops = c->ops;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void kv_commit_stop(kv_commit **cp)
+{
+    kv_commit *c = cp ? *cp : NULL;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_signal(&c->work_cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->work_cv);
+    free(c);
+    *cp = NULL;
+}

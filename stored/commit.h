@@ -1,0 +1,38 @@
+/*
+ * stored/commit.h — group commit: one writer thread, many waiting writers.
+ *
+ * Handlers queue a kv_op and wait.  The writer takes everything queued (up
+ * to KV_COMMIT_BATCH ops), applies it as one backend batch — for LMDB one
+ * write transaction and one fsync — then marks every op done and wakes the
+ * waiters.  Ops queued while a commit is on disk ride in the next one, so
+ * concurrent writers share an fsync and a write is acknowledged only once
+ * it is durable.
+ */
+#ifndef KV_COMMIT_H
+#define KV_COMMIT_H
+
+#include "backend.h"
+
+#define KV_COMMIT_BATCH 4096   /* most ops in one commit */
+
+typedef struct kv_commit kv_commit;
+
+/* Called on the writer thread after every commit (e.g. to wake lock waiters). */
+typedef void (*kv_commit_hook)(void *arg, kv_op **ops, size_t n);
+
+/* Starts the writer over b.  hook may be NULL.  NULL on failure (logged). */
+kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg);
+
+/*
+ * Queues op, waits until it is applied and durable, returns op->rc.
+ * SVC_ECLOSED once the writer is stopping.  Any thread.
+ */
+int kv_commit_run(kv_commit *c, kv_op *op);
+
+/* Counters since start. */
+void kv_commit_stats(kv_commit *c, unsigned long long *commits, unsigned long long *ops);
+
+/* Applies what is queued, stops the writer, frees c; *c becomes NULL.  Safe on NULL. */
+void kv_commit_stop(kv_commit **c);
+
+#endif
