@@ -14,8 +14,8 @@
 #include "client_int.h"
 #include "clock.h"
 #include "conn.h"
+#include "selector.h"
 #include "flow.h"
-#include "registry.pb-c.h"
 #include "zctx.h"
 
 #include <errno.h>
@@ -43,43 +43,40 @@ struct svc_client_stream {
     int end_rc;                 /* how it ended: 1, SVC_EREMOTE, SVC_EUNREACHABLE, SVC_ECLOSED */
     svc_error end_err;          /* the error it ended with, if any */
     s_queued *q_head, *q_tail;  /* data kept for recv (at most SVC_STREAM_WINDOW) */
+    int64_t deadline;           /* the whole stream's (opts->deadline_ms), monotonic ms; -1 none */
     uint8_t data_hdr[32];       /* packed header of our STREAM_DATA (kind + id) */
     size_t data_hlen;           /* its length */
 };
 
-/* The address of one random node of service, from the registry. */
-static int s_pick(svc_client *c, const char *service, int timeout_ms, char **address,
-                  svc_error *err)
+/*
+ * The address of one random node of service from the client's registry
+ * cache, among those matching opts' version and node metadata filters.
+ */
+static int s_pick(svc_client *c, const char *service, const svc_call_opts *opts,
+                  int64_t deadline, char **address, svc_error *err)
 {
-    Svc__Registry__GetServiceRequest req = SVC__REGISTRY__GET_SERVICE_REQUEST__INIT;
-    req.service = (char *)service;
-    svc_call_opts ro = { .timeout_ms = timeout_ms, .retries = -1,
-                         .address = svc_client_registry(c) };
-    ProtobufCMessage *m = NULL;
-    int rc = svc_call(c, "svc.registry", "Registry.GetService", &req.base,
-                      &svc__registry__get_service_response__descriptor, &m, &ro, err);
+    svc__node *nodes = NULL;
+    size_t n = 0;
+    int rc = svc__client_nodes(c, service, deadline, &nodes, &n, err);
     if (rc < 0)
-        return rc == SVC_EREMOTE && err->code == 404 ? SVC_ENOTFOUND : rc;
-    Svc__Registry__GetServiceResponse *r = (Svc__Registry__GetServiceResponse *)m;
-    size_t total = 0;
-    for (size_t i = 0; i < r->n_services; i++)
-        total += r->services[i]->n_nodes;
-    rc = SVC_ENOTFOUND;
-    if (total) {
-        size_t k = (size_t)(svc__rand() % total);
-        for (size_t i = 0; i < r->n_services; i++) {
-            if (k < r->services[i]->n_nodes) {
-                *address = strdup(r->services[i]->nodes[k]->address);
-                rc = *address ? 0 : -ENOMEM;
-                break;
-            }
-            k -= r->services[i]->n_nodes;
-        }
+        return rc;
+    const char *version = opts ? opts->version : NULL, *meta = opts ? opts->node_meta : NULL;
+    size_t match = 0;
+    for (size_t i = 0; i < n; i++)
+        match += svc__node_matches(&nodes[i], version, meta);
+    if (!match) {
+        svc_error_set(err, S_ID, 404, "service \"%s\" has no %snodes", service,
+                      version || meta ? "matching " : "");
+        return SVC_ENOTFOUND;
     }
-    if (rc == SVC_ENOTFOUND)
-        svc_error_set(err, S_ID, 404, "service \"%s\" has no nodes", service);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return rc;
+    size_t k = (size_t)(svc__rand() % match);
+    for (size_t i = 0; i < n; i++) {
+        if (!svc__node_matches(&nodes[i], version, meta) || k--)
+            continue;
+        *address = strdup(nodes[i].address);
+        return *address ? 0 : -ENOMEM;
+    }
+    return SVC_ENOTFOUND;
 }
 
 int svc_client_stream_open(svc_client *c, const char *service, const char *endpoint,
@@ -112,9 +109,16 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
     }
     int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : SVC_DEFAULT_TIMEOUT_MS;
     int64_t deadline = svc__now_ms() + timeout;
+    int64_t stream_deadline = opts && opts->deadline_ms > 0 ? opts->deadline_ms : -1;
+    if (stream_deadline >= 0 && stream_deadline <= svc__now_ms()) {
+        svc_error_set(err, S_ID, 408, "deadline exceeded before opening %s.%s", service, endpoint);
+        return SVC_ETIMEOUT;
+    }
+    if (stream_deadline >= 0 && stream_deadline < deadline)
+        deadline = stream_deadline;
     char *address = NULL;
     int rc = opts && opts->address ? ((address = strdup(opts->address)) ? 0 : -ENOMEM)
-                                   : s_pick(c, service, timeout, &address, err);
+                                   : s_pick(c, service, opts, deadline, &address, err);
     if (rc < 0) {
         if (!svc_error_isset(err))
             svc_error_set(err, S_ID, 500, "%s", svc_strerror(rc));
@@ -127,6 +131,7 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
         goto out_free;
     }
     st->kind = kind;
+    st->deadline = stream_deadline;
     svc__flow_init(&st->flow, true, SVC_STREAM_WINDOW, 0);
     rc = svc__conn_ready(st->conn, deadline);
     if (rc < 0) {
@@ -142,6 +147,10 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
     h.endpoint = (char *)endpoint;
     h.content_type = (char *)(opts && opts->content_type ? opts->content_type : SVC_CT_PROTOBUF);
     h.credit = SVC_STREAM_WINDOW;
+    if (stream_deadline >= 0) {
+        int64_t left = stream_deadline - svc__now_ms();
+        h.timeout_ms = left > 0 ? (uint32_t)left : 1;   /* the server ends it with 408 then */
+    }
     h.metadata = svc__client_header_meta(c, opts ? opts->meta : NULL, &h.n_metadata);
     if (!h.metadata) {
         svc_error_set(err, S_ID, 500, "out of memory");
@@ -244,6 +253,9 @@ static void s_violation(svc_client_stream *st, const char *why)
  */
 static int s_read(svc_client_stream *st, int64_t deadline, svc__msg *m)
 {
+    bool by_stream = st->deadline >= 0 && (deadline < 0 || st->deadline <= deadline);
+    if (by_stream)
+        deadline = st->deadline;
     for (;;) {
         char why[128];
         /* Fast path: a busy stream has its next message waiting already. */
@@ -256,6 +268,12 @@ static int s_read(svc_client_stream *st, int64_t deadline, svc__msg *m)
             rc = svc__conn_recv(st->conn, m, deadline, why, sizeof why);
         if (rc == SVC_EPROTO)
             continue;
+        if (rc == SVC_ETIMEOUT && by_stream) {
+            /* The stream's own deadline: over, here as at the server (408). */
+            s_control(st, SVC__KIND__STREAM_CANCEL, 0);
+            s_end(st, SVC_EREMOTE, S_ID, 408, "stream deadline exceeded");
+            return rc;
+        }
         if (rc == SVC_ETIMEOUT)
             return rc;
         if (rc < 0) {
@@ -382,17 +400,15 @@ int svc_client_stream_recv(svc_client_stream *st, int timeout_ms, svc_reply *out
                 return s_deliver(st, &m, out, err);
             continue;
         }
-        if (rc == 0 || rc == SVC_EPROTO)
-            svc__msg_close(&m);
-        if (rc != -EAGAIN)
-            continue;
-        break;
+        if (rc != 0 && rc != SVC_EPROTO)
+            break;   /* nothing waiting (or a socket error, which s_read reports) */
+        svc__msg_close(&m);   /* another id, or malformed: discard */
     }
     int64_t deadline = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
     while (!st->ended) {
         svc__msg m;
         int rc = s_read(st, deadline, &m);
-        if (rc == SVC_ETIMEOUT)
+        if (rc == SVC_ETIMEOUT && !st->ended)
             return rc;
         if (rc == 0 && s_apply(st, &m))
             return s_deliver(st, &m, out, err);
@@ -433,7 +449,7 @@ int svc_client_stream_send(svc_client_stream *st, const void *body, size_t len, 
     while (!st->ended && !st->flow.out_eof && (!st->got_first || !svc__flow_can_send(&st->flow))) {
         svc__msg m;
         int rc = s_read(st, deadline, &m);
-        if (rc == SVC_ETIMEOUT) {
+        if (rc == SVC_ETIMEOUT && !st->ended) {
             svc_error_set(err, S_ID, 408, "no credit from the server within %d ms: it is not "
                           "reading", timeout_ms);
             return rc;

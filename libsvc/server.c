@@ -388,7 +388,7 @@ static void s_on_call(svc_service *s, svc__msg *m)
     j->deadline = h->timeout_ms ? svc__now_ms() + h->timeout_ms : -1;
     if (stream) {
         j->stream = svc__stream_new(s, svc__msg_route(&j->msg), h->id, h->content_type, ep,
-                                    h->credit);
+                                    h->credit, h->timeout_ms);
         if (!j->stream) {
             svc__out *o = svc__error_out(s, svc__msg_route(&j->msg), h->id, 500, "out of memory");
             if (o)

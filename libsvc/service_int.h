@@ -116,6 +116,10 @@ struct svc_stream {
     svc__flow flow;               /* credits both ways, half-close (under mu) */
     svc__in *in_head, *in_tail;   /* received, not yet recv'd (under mu; <= window) */
     size_t n_in;                  /* messages in that queue */
+    ev_timer deadline_timer;      /* the STREAM_OPEN's timeout_ms: ends it with 408 (loop thread) */
+    svc__out *pend_head, *pend_tail; /* sent by svc_stream_send without credit, in order, waiting
+                                        for the client's grant (under mu; <= --send-hwm) */
+    size_t n_pend;                /* messages in that queue */
 };
 
 typedef enum svc__state {
@@ -247,10 +251,12 @@ svc_service *svc__ctx_service(svc_ctx *ctx);
 /* stream.c */
 /*
  * A new stream of endpoint ep, put in the table with refs = 2 (table + job).
- * credit: the STREAM_OPEN's initial grant for the server's data (0 = none).
+ * credit: the STREAM_OPEN's initial grant for the server's data (0 = none);
+ * timeout_ms: its deadline for the whole stream (0 = none).  Loop thread.
  */
 svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
-                            const char *content_type, const svc__endpoint *ep, uint32_t credit);
+                            const char *content_type, const svc__endpoint *ep, uint32_t credit,
+                            uint32_t timeout_ms);
 void svc__stream_unref(svc_stream *st);
 void svc__stream_ref(svc_stream *st);
 /* The open stream (route, id), or NULL (loop thread). */

@@ -49,8 +49,11 @@ static bool s_same_route(zmq_msg_t *a, zmq_msg_t *b)
            memcmp(zmq_msg_data(a), zmq_msg_data(b), zmq_msg_size(a)) == 0;
 }
 
+static void s_on_deadline(struct ev_loop *loop, ev_timer *w, int revents);
+
 svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
-                            const char *content_type, const svc__endpoint *ep, uint32_t credit)
+                            const char *content_type, const svc__endpoint *ep, uint32_t credit,
+                            uint32_t timeout_ms)
 {
     svc_stream *st = calloc(1, sizeof *st);
     if (!st)
@@ -95,6 +98,10 @@ svc_stream *svc__stream_new(svc_service *s, zmq_msg_t *route, uint64_t id,
     atomic_init(&st->closed, false);
     atomic_init(&st->ending, false);
     st->listed = true;
+    ev_timer_init(&st->deadline_timer, s_on_deadline, timeout_ms / 1000.0, 0.);
+    st->deadline_timer.data = st;
+    if (timeout_ms)
+        ev_timer_start(s->loop, &st->deadline_timer);
     size_t b = s_bucket(id);
     st->next = s->stream_tab[b];
     s->stream_tab[b] = st;
@@ -125,12 +132,44 @@ void svc__stream_unref(svc_stream *st)
     free(st);
 }
 
+/* Appends o to st's pending queue (mu held). */
+static void s_pend(svc_stream *st, svc__out *o)
+{
+    o->next = NULL;
+    if (st->pend_tail)
+        st->pend_tail->next = o;
+    else
+        st->pend_head = o;
+    st->pend_tail = o;
+    st->n_pend++;
+}
+
+/* Takes st's whole pending queue (mu held); the caller frees or sends it. */
+static svc__out *s_take_pending(svc_stream *st)
+{
+    svc__out *o = st->pend_head;
+    st->pend_head = st->pend_tail = NULL;
+    st->n_pend = 0;
+    return o;
+}
+
+static void s_free_list(svc__out *o)
+{
+    while (o) {
+        svc__out *next = o->next;
+        svc__out_free(o);
+        o = next;
+    }
+}
+
 void svc__stream_mark_closed(svc_stream *st)
 {
     pthread_mutex_lock(&st->mu);
     atomic_store(&st->closed, true);
+    svc__out *pend = s_take_pending(st);
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
+    s_free_list(pend);   /* the caller holds a reference: st outlives this */
 }
 
 void svc__stream_unlist(svc_service *s, svc_stream *st)
@@ -141,6 +180,7 @@ void svc__stream_unlist(svc_service *s, svc_stream *st)
         if (*p == st) {
             *p = st->next;
             st->listed = false;
+            ev_timer_stop(s->loop, &st->deadline_timer);
             s->n_streams--;
             svc__stream_unref(st);
             return;
@@ -193,6 +233,7 @@ static svc__out *s_out(svc_stream *st, Svc__Kind kind, const void *body, size_t 
     svc__stream_ref(st);
     o->stream = st;
     o->ends_stream = kind == SVC__KIND__STREAM_CLOSE;
+    o->is_error = h.error != NULL;   /* a stream ended with an error counts in Debug.Stats */
     return o;
 }
 
@@ -219,8 +260,10 @@ static void s_end_from_handler(svc_stream *st, int code, const char *fmt, const 
     if (o)
         svc__server_push(st->svc, o);
     pthread_mutex_lock(&st->mu);
+    svc__out *pend = s_take_pending(st);   /* the stream failed: what waited is dropped */
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
+    s_free_list(pend);
 }
 
 /* An absolute CLOCK_MONOTONIC time timeout_ms from now. */
@@ -237,13 +280,18 @@ static struct timespec s_abs(int timeout_ms)
     return ts;
 }
 
-/* Waits on st->cv (mu held) until `at`, or forever when forever.  False on timeout. */
-static bool s_wait(svc_stream *st, bool forever, const struct timespec *at)
+/*
+ * Waits on st->cv (mu held) for timeout_ms (-1 forever) from the first wait
+ * (*at is 0 until then: the clock is read only when waiting).  False on timeout.
+ */
+static bool s_wait(svc_stream *st, int timeout_ms, struct timespec *at)
 {
-    if (forever) {
+    if (timeout_ms < 0) {
         pthread_cond_wait(&st->cv, &st->mu);
         return true;
     }
+    if (at->tv_sec == 0 && at->tv_nsec == 0)
+        *at = s_abs(timeout_ms);
     return pthread_cond_timedwait(&st->cv, &st->mu, at) != ETIMEDOUT;
 }
 
@@ -252,10 +300,18 @@ static bool s_ended(svc_stream *st)
     return atomic_load(&st->closed) || atomic_load(&st->ending);
 }
 
-/* Takes one credit for a data message, waiting up to timeout_ms (-1 forever). */
-static int s_take_credit(svc_stream *st, int timeout_ms)
+/*
+ * Takes one credit for data message o, waiting up to timeout_ms (-1
+ * forever).  Messages sent without waiting while the client has no credit
+ * left queue behind in st's pending queue, at most --send-hwm of them, and
+ * leave as credit comes (s_flush); a waiting send waits for that queue too,
+ * so the stream keeps its order.  Returns 0 (send o), 1 (send o; the
+ * stream has no flow control), 2 (o was queued: the stream owns it now),
+ * SVC_ECLOSED, -EAGAIN or SVC_ETIMEOUT.
+ */
+static int s_take_credit(svc_stream *st, svc__out *o, int timeout_ms)
 {
-    struct timespec at = s_abs(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec at = { 0, 0 };
     int rc;
     pthread_mutex_lock(&st->mu);
     for (;;) {
@@ -263,22 +319,56 @@ static int s_take_credit(svc_stream *st, int timeout_ms)
             rc = SVC_ECLOSED;
             break;
         }
-        if (svc__flow_can_send(&st->flow)) {
+        if (st->n_pend == 0 && svc__flow_can_send(&st->flow)) {
             svc__flow_sent(&st->flow);
             rc = st->flow.out_limited ? 0 : 1;   /* 1: unlimited, the global queue bounds */
             break;
         }
         if (timeout_ms == 0) {
             rc = -EAGAIN;
+            if (st->n_pend < (size_t)st->svc->send_hwm) {
+                s_pend(st, o);
+                rc = 2;
+            }
             break;
         }
-        if (!s_wait(st, timeout_ms < 0, &at)) {
+        if (!s_wait(st, timeout_ms, &at)) {
             rc = SVC_ETIMEOUT;
             break;
         }
     }
     pthread_mutex_unlock(&st->mu);
     return rc;
+}
+
+/*
+ * Credit came (loop thread): pending messages it covers go to the out
+ * queue, behind what is already there, so the stream keeps its order.
+ */
+static void s_flush(svc_stream *st)
+{
+    svc__out *ready = NULL, **tail = &ready;
+    pthread_mutex_lock(&st->mu);
+    while (st->pend_head && (st->pend_head->ends_stream || svc__flow_can_send(&st->flow))) {
+        svc__out *o = st->pend_head;
+        st->pend_head = o->next;
+        if (!st->pend_head)
+            st->pend_tail = NULL;
+        st->n_pend--;
+        if (!o->ends_stream)
+            svc__flow_sent(&st->flow);
+        o->next = NULL;
+        *tail = o;
+        tail = &o->next;
+    }
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    while (ready) {
+        svc__out *next = ready->next;
+        ready->next = NULL;
+        svc__server_push(st->svc, ready);
+        ready = next;
+    }
 }
 
 /* True when the server's send queue has room (for streams without credit). */
@@ -342,10 +432,12 @@ static int s_send(svc_stream *st, const ProtobufCMessage *msg, int timeout_ms)
     svc__out *o = s_data_out(st, msg, &rc);
     if (!o)
         return rc;
-    int64_t until = timeout_ms < 0 ? -1 : svc__now_ms() + timeout_ms;
+    int64_t until = -2;   /* read the clock only if the queue makes us wait */
     /* Without credit from the client only the server's queue bounds us. */
-    while ((rc = s_take_credit(st, timeout_ms)) == 1 && !s_queue_room(s)) {
+    while ((rc = s_take_credit(st, o, timeout_ms)) == 1 && !s_queue_room(s)) {
         int64_t now = svc__now_ms();
+        if (until == -2)
+            until = timeout_ms < 0 ? -1 : now + timeout_ms;
         if (until >= 0 && now >= until) {
             rc = timeout_ms == 0 ? -EAGAIN : SVC_ETIMEOUT;
             break;
@@ -353,6 +445,8 @@ static int s_send(svc_stream *st, const ProtobufCMessage *msg, int timeout_ms)
         struct timespec ms = { 0, 1000000L };
         nanosleep(&ms, NULL);
     }
+    if (rc == 2)
+        return 0;   /* queued until the client grants credit */
     if (rc < 0) {
         svc__out_free(o);
         return rc;
@@ -376,7 +470,7 @@ int svc_stream_recv(svc_stream *st, int timeout_ms, ProtobufCMessage **msg)
     *msg = NULL;
     if (st->kind == SVC_STREAM_SERVER)
         return SVC_EINVAL;
-    struct timespec at = s_abs(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec at = { 0, 0 };
     svc__in *in = NULL;
     uint32_t grant = 0;
     int rc;
@@ -404,7 +498,7 @@ int svc_stream_recv(svc_stream *st, int timeout_ms, ProtobufCMessage **msg)
             rc = SVC_ETIMEOUT;
             break;
         }
-        if (!s_wait(st, timeout_ms < 0, &at)) {
+        if (!s_wait(st, timeout_ms, &at)) {
             rc = SVC_ETIMEOUT;
             break;
         }
@@ -445,18 +539,25 @@ void svc_stream_close(svc_stream **stp, const svc_error *err)
     *stp = NULL;
     if (!atomic_load(&st->closed) && !atomic_exchange(&st->ending, true)) {
         svc__out *o = s_out(st, SVC__KIND__STREAM_CLOSE, NULL, 0, err, 0);
-        if (o)
-            svc__server_push(st->svc, o);
+        if (o) {
+            /* Behind messages still waiting for credit, if any. */
+            pthread_mutex_lock(&st->mu);
+            bool behind = st->n_pend > 0;
+            if (behind)
+                s_pend(st, o);
+            pthread_mutex_unlock(&st->mu);
+            if (!behind)
+                svc__server_push(st->svc, o);
+        }
     }
     svc__stream_unref(st);
 }
 
-/* The client broke the rules of 9.6: the stream ends with 400 (loop thread). */
-static void s_violation(svc_service *s, svc_stream *st, const char *why)
+/* Ends st now with code and detail, whatever the handler does (loop thread). */
+static void s_end_now(svc_service *s, svc_stream *st, int code, const char *why)
 {
-    svc__server_log_bad(s, "stream protocol violation", why);
     svc_error e = SVC_ERROR_INIT;
-    svc_error_set(&e, s->name, 400, "%s (stream %llu of \"%s\")", why,
+    svc_error_set(&e, s->name, code, "%s (stream %llu of \"%s\")", why,
                   (unsigned long long)st->id, st->ep_name);
     svc__out *o = s_out(st, SVC__KIND__STREAM_CLOSE, NULL, 0, &e, 0);
     svc_error_release(&e);
@@ -467,6 +568,21 @@ static void s_violation(svc_service *s, svc_stream *st, const char *why)
     svc__stream_mark_closed(st);
     svc__stream_unlist(s, st);
     svc__stream_unref(st);
+}
+
+/* The client broke the rules of 9.6: the stream ends with 400 (loop thread). */
+static void s_violation(svc_service *s, svc_stream *st, const char *why)
+{
+    svc__server_log_bad(s, "stream protocol violation", why);
+    s_end_now(s, st, 400, why);
+}
+
+/* The STREAM_OPEN's deadline passed: the stream ends with 408 (5.3). */
+static void s_on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    svc_stream *st = w->data;
+    if (st->listed && !atomic_load(&st->closed))
+        s_end_now(st->svc, st, 408, "stream deadline exceeded");
 }
 
 /* STREAM_DATA of st: queued for svc_stream_recv within the credit granted. */
@@ -546,6 +662,8 @@ void svc__stream_on_msg(svc_service *s, svc__msg *m)
         rc = svc__flow_on_credit(&st->flow, h->credit, &why);
         pthread_cond_broadcast(&st->cv);
         pthread_mutex_unlock(&st->mu);
+        if (rc == 0)
+            s_flush(st);
         break;
     default:
         break;

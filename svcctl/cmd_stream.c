@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define MAX_LINE (16 * 1024 * 1024)
+#define S_EOUTPUT (-1)   /* s_drain: stdout cannot be written (closed pipe) */
 
 static volatile sig_atomic_t s_stop;
 
@@ -143,7 +144,10 @@ static int s_lookup_kind(const ctl_opts *o, svc_client *c, const char *name, con
     return kind < 0 ? -1 : kind;
 }
 
-/* Prints every message that has arrived.  0 while open, 1 at a clean end, <0 failed. */
+/*
+ * Prints every message that has arrived.  0 while open, 1 at a clean end,
+ * S_EOUTPUT when stdout is gone, another negative code when the stream failed.
+ */
 static int s_drain(svc_client_stream *st, svc_error *err, bool *printed)
 {
     for (;;) {
@@ -157,6 +161,8 @@ static int s_drain(svc_client_stream *st, svc_error *err, bool *printed)
         fputc('\n', stdout);
         *printed = true;
         svc_reply_release(&r);
+        if (ferror(stdout))
+            return S_EOUTPUT;
     }
 }
 
@@ -206,6 +212,12 @@ static int s_run(svc_client_stream *st, svc_stream_kind kind, s_input *in, char 
         int rc = s_drain(st, &err, &progress);
         if (rc == 1)
             break;
+        if (rc == S_EOUTPUT) {
+            ctl_err("stream: cannot write stdout: %s", strerror(errno));
+            svc_client_stream_cancel(st);
+            code = 1;
+            break;
+        }
         if (rc < 0) {
             if (rc != SVC_ECLOSED) {
                 char *j = svc_error_json(&err);
@@ -243,13 +255,15 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
         { "metadata", required_argument, NULL, 'm' },
         { "address", required_argument, NULL, 'a' },
         { "kind", required_argument, NULL, 'k' },
+        { "version", required_argument, NULL, 'v' },
+        { "node-meta", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const ctl_verb *v = ctl_verb_find("stream");
     int code = 0, kind = -1;
     svc_meta meta = SVC_META_INIT;
-    const char *address = NULL;
+    const char *address = NULL, *version = NULL, *node_meta = NULL;
     int opt;
     optind = 1;
     opterr = 0;
@@ -263,6 +277,12 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
             break;
         case 'a':
             address = optarg;
+            break;
+        case 'v':
+            version = optarg;
+            break;
+        case 'n':
+            node_meta = optarg;
             break;
         case 'k':
             kind = strcmp(optarg, "server") == 0 ? SVC_STREAM_SERVER
@@ -333,7 +353,8 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
         }
     }
     svc_call_opts co = { .timeout_ms = o->timeout_ms ? o->timeout_ms : 5000, .address = address,
-                         .content_type = SVC_CT_JSON, .meta = &meta };
+                         .content_type = SVC_CT_JSON, .meta = &meta, .version = version,
+                         .node_meta = node_meta };
     int rc = svc_client_stream_open_kind(c, pos[0], pos[1], (svc_stream_kind)kind, first,
                                          first ? flen : 0, &co, &st, &err);
     if (rc < 0) {

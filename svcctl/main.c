@@ -69,6 +69,8 @@ static const ctl_verb s_verbs[] = {
       "open a stream: JSON request lines on stdin, JSON answer lines on stdout",
       "  --metadata K=V   send metadata with the stream open (repeatable)\n"
       "  --address ADDR   open it on this node directly, bypassing the selector\n"
+      "  --version GLOB   only nodes of a matching version, e.g. '2.*'\n"
+      "  --node-meta K=G  only nodes whose metadata match (comma-separated K=GLOB)\n"
       "  --kind KIND      server, client or bidi (default: the endpoint's stream_kind\n"
       "                   metadata in the registry)\n"
       "Each stdin line is one request (a JSON object; blank lines are skipped); end\n"

@@ -340,10 +340,12 @@ const char *svc_stream_kind_name(svc_stream_kind kind);
 /*
  * Opens a server stream to endpoint, sending body (in opts->content_type)
  * as the first request, with the client's and opts->meta's metadata.  The stream
- * uses its own connection to one node (opts->address, or a random node from
- * the registry; no retry on another).  opts->timeout_ms bounds only the
- * opening; streams live until closed.  Same as svc_client_stream_open_kind
- * with SVC_STREAM_SERVER.
+ * uses its own connection to one node (opts->address, or a random node of
+ * the client's cached registry view matching opts->version and
+ * opts->node_meta; no retry on another).  opts->timeout_ms bounds only the
+ * opening; opts->deadline_ms, when set, is the whole stream's deadline (see
+ * svc_client_stream_open_kind); else streams live until closed.  Same as
+ * svc_client_stream_open_kind with SVC_STREAM_SERVER.
  */
 int svc_client_stream_open(svc_client *c, const char *service, const char *endpoint,
                            const void *body, size_t len, const svc_call_opts *opts,
@@ -354,9 +356,15 @@ int svc_client_stream_open(svc_client *c, const char *service, const char *endpo
  * request; for SVC_STREAM_CLIENT and SVC_STREAM_BIDI it must be NULL/0 and
  * the requests go with svc_client_stream_send.  kind must match the
  * endpoint's (its registry metadata `stream_kind`); a server-streaming
- * endpoint refuses stream data with 400.  Returns 0 with *out set (free
- * with svc_client_stream_close), or, with *err set: SVC_ENOTFOUND (404),
- * SVC_EUNREACHABLE (503), SVC_ETIMEOUT (408), SVC_EINVAL, -ENOMEM.
+ * endpoint refuses stream data with 400.  opts->timeout_ms (default 30 s)
+ * bounds the opening only.  opts->deadline_ms (absolute, svc_now_ms()'s
+ * clock; 0 = none) is the deadline of the whole stream: it travels as the
+ * STREAM_OPEN's timeout_ms, the handler sees it in svc_ctx_remaining_ms,
+ * and when it passes the stream ends on both sides — recv then returns
+ * SVC_EREMOTE with 408 "stream deadline exceeded", send SVC_ECLOSED.
+ * Returns 0 with *out set (free with svc_client_stream_close), or, with
+ * *err set: SVC_ENOTFOUND (404), SVC_EUNREACHABLE (503), SVC_ETIMEOUT (408,
+ * also when deadline_ms has passed: nothing is sent), SVC_EINVAL, -ENOMEM.
  */
 int svc_client_stream_open_kind(svc_client *c, const char *service, const char *endpoint,
                                 svc_stream_kind kind, const void *body, size_t len,

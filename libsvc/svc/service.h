@@ -49,7 +49,8 @@
  *   --drain-timeout SECONDS   SVC_DRAIN_TIMEOUT       default 10
  *   --send-hwm N              SVC_SEND_HWM            messages queued per caller; a stream whose
  *                                                     receiver falls this far behind ends with
- *                                                     429 (default 10000)
+ *                                                     429 (default 10000; keep it at 2000 or
+ *                                                     more for streams with credit)
  *   --log-level LEVEL         SVC_LOG_LEVEL           debug|info|warn|error
  *   --log-requests            SVC_LOG_REQUESTS        1|0: log one line per request and per
  *                                                     onward call (svc/wrap.h), default off
@@ -234,19 +235,22 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
 /*
  * Flow control: when the client granted credit (every libsvc client does:
  * SVC_STREAM_WINDOW messages, more as it reads), the server may have at most
- * that many messages unread at the client.  svc_stream_send then fails with
- * -EAGAIN instead of queueing more, and svc_stream_send_wait waits, so a
- * client that stops reading stalls the sender instead of growing memory.
+ * that many messages unread at the client.  Beyond that svc_stream_send
+ * keeps messages at the server, in order, until the client grants more —
+ * at most --send-hwm of them, then it fails with -EAGAIN — and
+ * svc_stream_send_wait waits, so a client that stops reading stalls the
+ * sender (or makes it drop the stream) instead of growing memory.
  * The other way, the server grants the client SVC_STREAM_WINDOW messages and
  * grants more as svc_stream_recv consumes them.
  */
 
 /*
  * Sends one message on the stream without waiting.  Thread-safe.  Returns
- * 0; SVC_ECLOSED when the client cancelled, went away or could not keep up,
- * or the stream was closed (stop sending and close); -EAGAIN when the
- * client has no credit left for us (it is not reading) or the server's send
- * queue is full; SVC_ETOOBIG for a message over 16 MiB encoded;
+ * 0 (sent, or kept in order until the client grants credit); SVC_ECLOSED
+ * when the client cancelled, went away or could not keep up, or the stream
+ * was closed (stop sending and close); -EAGAIN when --send-hwm messages
+ * already wait for the client's credit (it is not reading: registryd ends
+ * such a watch with 429) or the server's send queue is full; SVC_ETOOBIG for a message over 16 MiB encoded;
  * SVC_ECODEC / -ENOMEM.
  */
 int svc_stream_send(svc_stream *st, const ProtobufCMessage *msg);

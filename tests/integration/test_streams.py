@@ -81,6 +81,25 @@ def test_svcctl_stream_client_and_server_kinds(p):
     r = p.ctl("stream", "testsvc", "Test.Ticks", stdin='{"count":3,"pad":1}\n')
     check(r.code == 0 and r.out.splitlines() == ['{"seq":"%d","text":"x"}' % i for i in range(3)],
           "Test.Ticks: %r" % (r,))
+    # A reader that goes away (| head -2): svcctl cancels and exits instead of reading forever.
+    ctl = subprocess.Popen([os.path.join(BIN, "svcctl"), "stream", "testsvc", "Test.Ticks"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=p.env, start_new_session=True)
+    try:
+        ctl.stdin.write(b'{"count":100000000}\n')
+        ctl.stdin.close()
+        first = ctl.stdout.readline()
+        check(first.startswith(b'{"seq":"0"'), "first tick %r" % first)
+        ctl.stdout.close()
+        try:
+            code = ctl.wait(10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("svcctl stream went on after its stdout closed")
+        check(code == 1 and b"cannot write stdout" in ctl.stderr.read(), "exit %r" % code)
+    finally:
+        if ctl.poll() is None:
+            os.killpg(ctl.pid, signal.SIGKILL)
+            ctl.wait(5)
     # The kind from the registry is shown by svcctl service.
     r = p.ctl("service", "testsvc")
     check("Endpoint: Test.Bidi (stream: bidi)" in r.out and
@@ -115,6 +134,11 @@ def test_svcctl_stream_errors(p):
     check(r.code == 1 and "is not a stream" in r.err, "unary endpoint: %r" % (r,))
     r = p.ctl("stream", "testsvc", "Test.Nope", stdin="")
     check(r.code == 1 and 'endpoint "Test.Nope" not found' in r.err, "unknown endpoint: %r" % (r,))
+    r = p.ctl("stream", "--node-meta", "zone=nowhere", "testsvc", "Test.Bidi", stdin="")
+    check(r.code == 1 and '"code":404' in r.err and "no matching nodes" in r.err,
+          "no matching node: %r" % (r,))
+    r = p.ctl("stream", "--version", "latest", "testsvc", "Test.Bidi", stdin='{"seq":3}\n')
+    check(r.code == 0 and r.out == '{"seq":"3","text":""}\n', "--version: %r" % (r,))
     r = p.ctl("stream", "testsvc")
     check(r.code == 64, "missing endpoint: %r" % (r,))
     r = p.ctl("stream", "--kind", "sideways", "testsvc", "Test.Bidi")
@@ -211,6 +235,18 @@ def test_cancel_from_either_side_frees_the_stream(p):
     wait_until(lambda: stream_stats(addr)["open"] == 0, 10, what="every echo to end")
     r = p.ctl("stats", "testsvc")
     check(r.code == 0, "stats: %r" % (r,))
+
+
+def test_stream_deadline_is_enforced_by_the_server(p):
+    # timeout_ms of a STREAM_OPEN is the stream's deadline: the server ends
+    # it with 408 even though this client (written from the spec) does nothing.
+    addr = testsvc(p)
+    st = pyclient.open_stream(addr, "testsvc", "Test.Hold", b"", credit=4, timeout_ms=300)
+    t0 = time.monotonic()
+    ended_with(st, 408, "stream deadline exceeded", timeout_ms=5000)
+    check(time.monotonic() - t0 < 4, "408 came after %.1fs" % (time.monotonic() - t0))
+    st.close()
+    wait_until(lambda: stream_stats(addr)["open"] == 0, 5, what="Test.Hold to be stopped")
 
 
 def test_bad_stream_input_gets_clear_errors(p):

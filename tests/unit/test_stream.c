@@ -112,6 +112,24 @@ static int h_flood(svc_ctx *ctx, svc_stream *st)
     return 0;
 }
 
+static atomic_int s_burst_accepted = -1;   /* T.Burst: sends svc_stream_send took before -EAGAIN */
+
+/* Server stream: a burst of count messages without waiting, as registryd's Watch does. */
+static int h_burst(svc_ctx *ctx, const void *req, svc_stream *st)
+{
+    const Testmsg__Inner *in = req;
+    Testmsg__Inner out = TESTMSG__INNER__INIT;
+    int n = 0;
+    for (; n < in->count; n++) {
+        out.count = n;
+        if (svc_stream_send(st, &out.base) != 0)
+            break;
+    }
+    atomic_store(&s_burst_accepted, n);
+    svc_stream_close(&st, NULL);
+    return 0;
+}
+
 /* bidi that gives up after three messages: the server's cancel. */
 static int h_abort(svc_ctx *ctx, svc_stream *st)
 {
@@ -136,14 +154,15 @@ static int s_start(void)
     char reg[128];
     snprintf(reg, sizeof reg, "ipc://%s/no-registry", s_dir);
     char *argv[] = { "test_stream", "--address", s_addr, "--registry", reg, "--log-level",
-                     getenv("TEST_STREAM_LOG") ? getenv("TEST_STREAM_LOG") : "error", "--workers", "8", NULL };
-    s_svc = svc_new("t", 9, argv);
+                     getenv("TEST_STREAM_LOG") ? getenv("TEST_STREAM_LOG") : "error", "--workers", "8", "--send-hwm", "2000", NULL };
+    s_svc = svc_new("t", 11, argv);
     const ProtobufCMessageDescriptor *d = &testmsg__inner__descriptor;
     svc_handle_streaming(s_svc, "T.Echo", SVC_STREAM_BIDI, h_echo, d, d);
     svc_handle_streaming(s_svc, "T.Tail", SVC_STREAM_CLIENT, h_tail, d, d);
     svc_handle_streaming(s_svc, "T.Hold", SVC_STREAM_BIDI, h_hold, d, d);
     svc_handle_streaming(s_svc, "T.Flood", SVC_STREAM_BIDI, h_flood, d, d);
     svc_handle_streaming(s_svc, "T.Abort", SVC_STREAM_BIDI, h_abort, d, d);
+    svc_handle_stream(s_svc, "T.Burst", h_burst, d, d);
     if (pthread_create(&s_thread, NULL, s_serve, NULL) != 0)
         return -1;
     s_client = svc_client_new(reg);
@@ -389,6 +408,74 @@ TEST(a_server_that_does_not_read_stalls_the_client)
     CHECK(s_await(&s_handlers_open, open_before));
 }
 
+TEST(stream_deadline_ends_both_sides)
+{
+    int closed_before = atomic_load(&s_closed_seen);
+    svc_client_stream *st = s_open("T.Hold");   /* up, so the next open is quick */
+    svc_client_stream_close(&st);
+    CHECK(s_await(&s_closed_seen, closed_before + 1));
+    closed_before = atomic_load(&s_closed_seen);
+    svc_call_opts o = { .address = s_addr, .timeout_ms = 2000, .deadline_ms = svc_now_ms() + 300 };
+    svc_error err = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_stream_open_kind(s_client, "t", "T.Hold", SVC_STREAM_BIDI, NULL, 0, &o,
+                                          &st, &err), 0);
+    if (!st)
+        return;
+    char buf[32];
+    int len = s_encode(1, buf, sizeof buf);
+    CHECK_INT(svc_client_stream_send(st, buf, (size_t)len, 1000, &err), 0);
+    int64_t t0 = svc_now_ms();
+    svc_reply r = SVC_REPLY_INIT;
+    CHECK_INT(svc_client_stream_recv(st, -1, &r, &err), SVC_EREMOTE);   /* not a hang */
+    CHECK_INT(err.code, 408);
+    CHECK(svc_now_ms() - t0 < 3000);
+    svc_error_release(&err);
+    CHECK_INT(svc_client_stream_send(st, buf, (size_t)len, 0, &err), SVC_ECLOSED);
+    CHECK(s_await(&s_closed_seen, closed_before + 1));   /* the handler was stopped too */
+    svc_client_stream_close(&st);
+    svc_error_release(&err);
+    /* A deadline already passed: nothing is opened. */
+    o.deadline_ms = svc_now_ms() - 1;
+    CHECK_INT(svc_client_stream_open_kind(s_client, "t", "T.Hold", SVC_STREAM_BIDI, NULL, 0, &o,
+                                          &st, &err), SVC_ETIMEOUT);
+    CHECK_INT(err.code, 408);
+    svc_error_release(&err);
+}
+
+TEST(a_burst_beyond_the_credit_waits_in_order_up_to_send_hwm)
+{
+    /* 512 go on the client's credit, 2000 (--send-hwm) wait at the server,
+     * the next send fails with -EAGAIN; the client, reading only now, gets
+     * every accepted message in order and then the end. */
+    Testmsg__Inner req = TESTMSG__INNER__INIT;
+    req.count = 5000;
+    char body[16];
+    size_t len = testmsg__inner__pack(&req, (uint8_t *)body);
+    svc_call_opts o = { .address = s_addr, .timeout_ms = 2000 };
+    svc_client_stream *st = NULL;
+    svc_error err = SVC_ERROR_INIT;
+    atomic_store(&s_burst_accepted, -1);
+    CHECK_INT(svc_client_stream_open_kind(s_client, "t", "T.Burst", SVC_STREAM_SERVER, body, len,
+                                          &o, &st, &err), 0);
+    if (!st)
+        return;
+    for (int i = 0; i < 500 && atomic_load(&s_burst_accepted) < 0; i++)
+        s_sleep_ms(10);
+    CHECK_INT(atomic_load(&s_burst_accepted), SVC_STREAM_WINDOW + 2000);
+    int got = 0, bad = 0, rc;
+    svc_reply r = SVC_REPLY_INIT;
+    while ((rc = svc_client_stream_recv(st, 5000, &r, &err)) == 0) {
+        bad += s_decode(&r) != got;
+        got++;
+        svc_reply_release(&r);
+    }
+    CHECK_INT(rc, 1);
+    CHECK_INT(got, SVC_STREAM_WINDOW + 2000);
+    CHECK_INT(bad, 0);
+    svc_client_stream_close(&st);
+    svc_error_release(&err);
+}
+
 TEST(flow_credit_rules)
 {
     const char *why = NULL;
@@ -434,6 +521,8 @@ static const test_case tests[] = {
     T(server_cancel_reaches_a_sending_client),
     T(a_reader_that_stops_stalls_the_writer),
     T(a_server_that_does_not_read_stalls_the_client),
+    T(stream_deadline_ends_both_sides),
+    T(a_burst_beyond_the_credit_waits_in_order_up_to_send_hwm),
     { NULL, NULL },
 };
 
