@@ -61,6 +61,7 @@ static int s_run(svc_ctx *ctx, brk_op_kind kind, const void *req, void *rsp, uin
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     api->backend->vt->submit(api->backend, &s.op);
+    svc_handler_blocking();   /* waiting for a commit or for events: let other requests run */
     pthread_mutex_lock(&s.mu);
     while (!s.done)
         pthread_cond_wait(&s.cv, &s.mu);

@@ -28,6 +28,7 @@
 #include "svc/client.h"
 #include "svc/codec.h"
 #include "svc/log.h"
+#include "svc/service.h"
 #include "clock.h"
 #include "client_int.h"
 #include "conn.h"
@@ -1086,6 +1087,7 @@ int svc__client_call_raw(svc_client *c, const char *service, const char *endpoin
         svc_error_set(err, S_ID, 500, "%s", svc_strerror(rc));
         return rc;
     }
+    svc_handler_blocking();   /* a handler waiting on an onward call lets another worker run */
     svc_future_wait(f, -1);
     rc = svc_future_result(f, out, err);
     svc_future_destroy(&f);

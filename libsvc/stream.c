@@ -286,6 +286,7 @@ static struct timespec s_abs(int timeout_ms)
  */
 static bool s_wait(svc_stream *st, int timeout_ms, struct timespec *at)
 {
+    svc_handler_blocking();
     if (timeout_ms < 0) {
         pthread_cond_wait(&st->cv, &st->mu);
         return true;

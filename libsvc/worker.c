@@ -221,11 +221,29 @@ void svc__workers_wake(svc_service *s)
     }
 }
 
+/* The worker running on this thread; NULL on any other thread. */
+static __thread svc__worker *s_self;
+
+void svc_handler_blocking(void)
+{
+    svc__worker *me = s_self;
+    if (!me || atomic_load_explicit(&me->busy_since, memory_order_relaxed) == 1)
+        return;
+    /* busy_since 1 reads as "in its handler since long ago": blocked. */
+    atomic_store_explicit(&me->busy_since, 1, memory_order_relaxed);
+    svc_service *s = me->svc;
+    pthread_mutex_lock(&s->mu);
+    if (s->jobs)
+        svc__workers_wake(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *s_worker(void *arg)
 {
     svc__worker *me = arg;
     svc_service *s = me->svc;
     svc_client *client = NULL;
+    s_self = me;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->jobs && !s->quit_workers) {

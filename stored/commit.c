@@ -2,6 +2,7 @@
  * stored/commit.c — the group-commit writer (see commit.h).
  */
 #include "commit.h"
+#include "svc/service.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -108,6 +109,7 @@ int kv_commit_run(kv_commit *c, kv_op *op)
         c->head = op;
     c->tail = op;
     pthread_cond_signal(&c->work_cv);
+    svc_handler_blocking();   /* other writers get workers and join this commit */
     while (!op->done)
         pthread_cond_wait(&cv, &c->mu);
     pthread_mutex_unlock(&c->mu);

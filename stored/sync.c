@@ -66,6 +66,7 @@ void kv_sync_committed(void *arg, kv_op **ops, size_t n)
 static void s_wait(kv_sync *s, unsigned long long gen, int64_t until)
 {
     struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000 };
+    svc_handler_blocking();
     pthread_mutex_lock(&s->mu);
     while (s->gen == gen && !s->stop && kv_now_ms() < until)
         if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)

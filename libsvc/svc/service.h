@@ -230,6 +230,17 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
                  const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rsp_desc,
                  ProtobufCMessage **rsp, const svc_call_opts *opts, svc_error *err);
 
+/*
+ * Tells the worker pool that the calling handler is about to wait — for a
+ * disk commit, a lock, a condition — rather than compute, so that another
+ * worker takes the requests queued behind it at once.  (The pool keeps only
+ * as many workers running as there are CPUs less one, and otherwise counts
+ * a handler as blocked only after it has run 1 ms.)  Lasts until the
+ * handler returns.  Onward calls and stream receives that wait do this
+ * themselves.  A no-op on any thread that is not a worker running a handler.
+ */
+void svc_handler_blocking(void);
+
 /* ---- server streams ---------------------------------------------------------- */
 
 /*
