@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "selector.h"
 #include "flow.h"
+#include "trace_int.h"
 #include "zctx.h"
 
 #include <errno.h>
@@ -151,7 +152,12 @@ int svc_client_stream_open_kind(svc_client *c, const char *service, const char *
         int64_t left = stream_deadline - svc__now_ms();
         h.timeout_ms = left > 0 ? (uint32_t)left : 1;   /* the server ends it with 408 then */
     }
-    h.metadata = svc__client_header_meta(c, opts ? opts->meta : NULL, &h.n_metadata);
+    /* The open carries trace ids like a call (svc/trace.h): the stream's
+     * own span, continuing the trace of the request being handled. */
+    svc__trace_meta tm;
+    h.metadata = svc__client_header_meta(
+        c, svc__trace_call_meta(opts ? opts->meta : NULL, svc__client_meta(c), &tm),
+        &h.n_metadata);
     if (!h.metadata) {
         svc_error_set(err, S_ID, 500, "out of memory");
         rc = -ENOMEM;
