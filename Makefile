@@ -9,12 +9,14 @@
 #   make install    install into $(DESTDIR)$(PREFIX)
 #   make clean
 #
-# Variables: BUILD (output dir), SANITIZE=1 (ASan+UBSan build), CC, CFLAGS, PREFIX, DESTDIR.
+# Variables: BUILD (output dir), SANITIZE=1 (ASan+UBSan build), CC, CFLAGS, PREFIX, DESTDIR,
+# JOBS (parallel compiles in make test and make run; default: the number of CPUs).
 
 BUILD    ?= build
 PREFIX   ?= /usr/local
 CC       ?= cc
 PYTHON   ?= /usr/bin/python3
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PROTOC_C ?= protoc-c
 
 PKGS     := libzmq libprotobuf-c jansson libsystemd libcrypto lmdb
@@ -160,13 +162,13 @@ deps:
 	@deploy/install-deps.sh
 
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(JOBS) all
 	@exec deploy/run-local.sh $(BIN)
 
 test: deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 all
-	@$(MAKE) --no-print-directory fuzz-build
+	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build/asan SANITIZE=1 all
+	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-build
 	@tests/run.sh
 
 unit: all
@@ -176,6 +178,7 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 all
 
 # --- fuzzing (clang + libFuzzer) -------------------------------------------
+comma := ,
 FUZZ_SECONDS ?= 60
 FUZZ_DIR     := build/fuzz
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
@@ -183,22 +186,38 @@ FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRC))
 FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
                 -Ilibsvc -I$(FUZZ_DIR)/gen $(PKG_CFLAGS)
 
-$(FUZZ_DIR)/%: tests/fuzz/%.c $(LIBSVC_SRC) $(wildcard libsvc/*.h libsvc/svc/*.h) $(TEST_PROTOS) $(PROTOS)
+# libsvc, the generated code and a target's extra sources are compiled once
+# into $(FUZZ_DIR)/obj (instrumented for coverage, not linked with the
+# fuzzer's main); each target links its own object with them.
+FUZZ_GEN_C   := $(patsubst proto/%.proto,$(FUZZ_DIR)/gen/%.pb-c.c,$(PROTOS)) \
+                $(patsubst tests/unit/%.proto,$(FUZZ_DIR)/gen/%.pb-c.c,$(TEST_PROTOS))
+FUZZ_OBJ_CFLAGS := $(subst -fsanitize=fuzzer$(comma),-fsanitize=fuzzer-no-link$(comma),$(FUZZ_CFLAGS))
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIBSVC_SRC)) \
+                $(patsubst $(FUZZ_DIR)/gen/%.c,$(FUZZ_DIR)/obj/gen/%.o,$(FUZZ_GEN_C))
+
+$(FUZZ_DIR)/gen/.stamp: $(PROTOS) $(TEST_PROTOS)
 	@mkdir -p $(FUZZ_DIR)/gen
 	$(PROTOC_C) -Iproto --c_out=$(FUZZ_DIR)/gen $(PROTOS)
 	$(PROTOC_C) -Itests/unit --c_out=$(FUZZ_DIR)/gen $(TEST_PROTOS)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_EXTRA_$(notdir $@)) $(LIBSVC_SRC) $(FUZZ_DIR)/gen/*.pb-c.c $(PKG_LIBS)
+	@touch $@
+$(FUZZ_GEN_C): $(FUZZ_DIR)/gen/.stamp
+
+$(FUZZ_DIR)/obj/gen/%.o: $(FUZZ_DIR)/gen/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_OBJ_CFLAGS) -c -o $@ $<
+$(FUZZ_DIR)/obj/%.o: %.c $(wildcard libsvc/*.h libsvc/svc/*.h stored/*.h supervisor/*.h) | $(FUZZ_DIR)/gen/.stamp
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_OBJ_CFLAGS) -Istored -c -o $@ $<
 
 # A fuzz target for a daemon's decoder names the daemon's sources it needs.
 FUZZ_EXTRA_fuzz_manifest := supervisor/manifest.c
-$(FUZZ_DIR)/fuzz_manifest: supervisor/manifest.c supervisor/manifest.h
-
 # fuzz_store also builds stored's sources (all but its main.c).
-STORED_FUZZ_SRC := $(filter-out stored/main.c,$(wildcard stored/*.c))
-$(FUZZ_DIR)/fuzz_store: tests/fuzz/fuzz_store.c $(LIBSVC_SRC) $(STORED_FUZZ_SRC) $(wildcard stored/*.h) $(wildcard libsvc/*.h libsvc/svc/*.h) $(PROTOS)
-	@mkdir -p $(FUZZ_DIR)/gen
-	$(PROTOC_C) -Iproto --c_out=$(FUZZ_DIR)/gen $(PROTOS)
-	clang $(FUZZ_CFLAGS) -Istored -o $@ $< $(LIBSVC_SRC) $(STORED_FUZZ_SRC) $(patsubst proto/%.proto,$(FUZZ_DIR)/gen/%.pb-c.c,$(PROTOS)) $(PKG_LIBS)
+FUZZ_EXTRA_fuzz_store := $(filter-out stored/main.c,$(wildcard stored/*.c))
+
+.SECONDEXPANSION:
+$(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJ) \
+               $$(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$$(FUZZ_EXTRA_$$*))
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 .PHONY: fuzz-build
 fuzz-build: $(FUZZ_BIN)

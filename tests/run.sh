@@ -86,7 +86,8 @@ fuzz_one() {   # target binary; writes $fuzz_dir/<name>.out and .rc
     corpus=$(mktemp -d)
     seeds=tests/fuzz/corpus/$n
     [ -d "$seeds" ] || seeds=
-    "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-15}" -max_len=65536 "$corpus" $seeds \
+    "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-15}" -max_len=65536 -artifact_prefix="$fuzz_dir/$n-" \
+        "$corpus" $seeds \
         > "$fuzz_dir/$n.out" 2>&1 || rc=$?
     echo "$rc" > "$fuzz_dir/$n.rc"
     rm -rf "$corpus"
