@@ -33,53 +33,8 @@ for p in "$bin/svc-brokertool" "$bin/registryd" "$bin/brokerd"; do
     [ -x "$p" ] || { echo "bench/broker.sh: \"$p\" not built (make BUILD=$1 all)" >&2; exit 1; }
 done
 mkdir -p build/bench
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/svc-bench-broker.XXXXXX")
-pids=()
-
-stop() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local p
-    for p in ${pids[@]+"${pids[@]}"}; do stop "$p"; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() {
-    local f
-    echo "bench/broker.sh: $*" >&2
-    for f in "$tmp"/*.log; do
-        [ -s "$f" ] && { echo "--- $(basename "$f")" >&2; tail -n 20 "$f" >&2; }
-    done
-    exit 1
-}
-
-free_port() {
-    "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-    "$py" - "$1" <<'PY' || fail "nothing listens on port $1"
-import socket, sys, time
-end = time.time() + 10
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-PY
-}
+. "$root/bench/lib.sh"
+bench_init bench/broker.sh svc-bench-broker
 
 # run NAME CMD... : runs a client with a time limit, appends {"name":NAME, ...its JSON} to $out.
 run() {

@@ -43,64 +43,8 @@ for p in "$bin/svc-bench" "$bin/registryd"; do
     [ -x "$p" ] || { echo "bench/run.sh: \"$p\" not built (make BUILD=$1 all)" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/svc-bench.XXXXXX")
-pids=()
-
-# Drops a pid that has been reaped from the list of processes to stop.
-forget() {
-    local p keep=()
-    for p in ${pids[@]+"${pids[@]}"}; do [ "$p" = "$1" ] || keep+=("$p"); done
-    pids=(${keep[@]+"${keep[@]}"})
-}
-
-# Stops one process we started: SIGTERM, up to 5 s, then SIGKILL.
-stop() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    forget "$pid"
-}
-
-cleanup() {
-    local p
-    for p in ${pids[@]+"${pids[@]}"}; do stop "$p"; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() {
-    local f
-    echo "bench/run.sh: $*" >&2
-    for f in "$tmp"/*.log; do
-        [ -s "$f" ] && { echo "--- $(basename "$f")" >&2; tail -n 20 "$f" >&2; }
-    done
-    exit 1
-}
-
-free_port() {
-    "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits up to 5 s for something to listen on a 127.0.0.1 port.
-wait_port() {
-    "$py" - "$1" <<'PY' || fail "nothing listens on port $1"
-import socket, sys, time
-end = time.time() + 5
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-PY
-}
+. "$root/bench/lib.sh"
+bench_init bench/run.sh svc-bench
 
 # A fresh address of the current transport for server NAME.
 addr() {

@@ -34,46 +34,8 @@ for p in "$bin/svc-bench" "$bin/registryd" "$bin/stored"; do
     [ -x "$p" ] || { echo "bench/store.sh: \"$p\" not built (make BUILD=$1 all)" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/svc-store-bench.XXXXXX")
-pids=()
-# Stops one process we started (SIGTERM, 5 s, SIGKILL) and forgets its pid.
-stop() {
-    local pid=$1 i p keep=()
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in ${pids[@]+"${pids[@]}"}; do [ "$p" = "$pid" ] || keep+=("$p"); done
-    pids=(${keep[@]+"${keep[@]}"})
-}
-cleanup() {
-    local p
-    for p in ${pids[@]+"${pids[@]}"}; do stop "$p"; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() {
-    echo "bench/store.sh: $*" >&2
-    for f in "$tmp"/*.log; do [ -s "$f" ] && { echo "--- $(basename "$f")" >&2; tail -n 20 "$f" >&2; }; done
-    exit 1
-}
-free_port() {
-    "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    "$py" - "$1" <<'PY' || fail "nothing listens on port $1"
-import socket, sys, time
-end = time.time() + 10
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-PY
-}
+. "$root/bench/lib.sh"
+TMPDIR=${TMPDIR:-/var/tmp} bench_init bench/store.sh svc-store-bench
 rows=$tmp/rows.jsonl
 : >"$rows"
 # row NAME CLIENTS VALUE: one result line of this round
