@@ -247,6 +247,22 @@ static void s_conn_drop(svc_client *c, svc__conn *k)
 }
 
 /*
+ * Whether k's state can be taken as it is, without reading its monitor:
+ * every empty read of a ZeroMQ socket costs libzmq a poll(2) and a
+ * getpid(2), and with calls in flight the pump polls the monitor anyway
+ * (every full round) and reads it when it has events.  So a connection up,
+ * not lost, with calls on it and its monitor found empty less than
+ * S_FULL_POLL_MS ago is taken as up: a drop is then at most as old as the
+ * full-round period, which is how late the pump sees it for the calls
+ * already on it.  An idle connection (nobody polls its monitor) or one
+ * whose monitor went unread longer (a client busy elsewhere) is read.
+ */
+static bool s_conn_known(const svc__conn *k, int64_t now)
+{
+    return k->inflight && k->up && !k->lost && !k->lost_at && now - k->events_at < S_FULL_POLL_MS;
+}
+
+/*
  * The connection to address that is not lost, made if needed.  A lost one
  * is marked (lost_at): its calls fail after the grace, and s_conn_sweep
  * closes it once it holds none; meanwhile it stays beside the new one.  It
@@ -255,11 +271,13 @@ static void s_conn_drop(svc_client *c, svc__conn *k)
  * still hold it.  One marked lost is not reused even if ZeroMQ has
  * reconnected it since: every call on it would fail with its grace.
  */
-static svc__conn *s_conn_get(svc_client *c, const char *address)
+static svc__conn *s_conn_get(svc_client *c, const char *address, int64_t now)
 {
     for (svc__conn *k = c->conns; k; k = k->next) {
         if (strcmp(k->address, address) != 0)
             continue;
+        if (s_conn_known(k, now))
+            return k;
         if (!svc__conn_events(k) && !k->lost_at)
             return k;
         if (!k->lost_at)
@@ -480,8 +498,12 @@ static void s_transport_failed(svc_client *c, svc_future *f)
     s_failed(c, f, SVC__FAIL_TRANSPORT, SVC_EUNREACHABLE);
 }
 
-/* Sends the request of f on its connection, which is up. */
-static void s_send(svc_client *c, svc_future *f)
+/*
+ * Sends the request of f on its connection, which is up.  Returns 0 when
+ * sent or f is finished; -EAGAIN when the connection would not take it
+ * (f is then pending, in S_BACKOFF, holding nothing).
+ */
+static int s_send_try(svc_client *c, svc_future *f)
 {
     svc__conn *k = f->conn;
     int64_t now = svc__now_ms();
@@ -497,7 +519,7 @@ static void s_send(svc_client *c, svc_future *f)
     if (until <= now) {
         s_fail(c, f, SVC_ETIMEOUT, 408, "call to %s.%s timed out: deadline exceeded before it "
                "was sent", f->service, f->endpoint);
-        return;
+        return 0;
     }
     Svc__Header h = SVC__HEADER__INIT;
     h.kind = SVC__KIND__REQUEST;
@@ -509,17 +531,15 @@ static void s_send(svc_client *c, svc_future *f)
     h.metadata = svc__client_header_meta(c, &f->meta, &h.n_metadata);
     if (!h.metadata) {
         s_fail(c, f, -ENOMEM, 500, "out of memory");
-        return;
+        return 0;
     }
     int rc = svc__wire_send(k->sock, NULL, &h, f->body ? f->body : "", f->len, ZMQ_DONTWAIT);
     free(h.metadata);
-    if (rc == -EAGAIN) {
-        s_transport_failed(c, f);
-        return;
-    }
+    if (rc == -EAGAIN)
+        return rc;
     if (rc < 0) {
         s_fail(c, f, rc, 500, "send to \"%s\" failed: %s", k->address, svc_strerror(rc));
-        return;
+        return 0;
     }
     f->conn = k;
     f->id = h.id;
@@ -527,6 +547,14 @@ static void s_send(svc_client *c, svc_future *f)
     f->attempt_deadline = until;
     k->inflight++;
     s_table_add(c, f);
+    return 0;
+}
+
+/* Sends the request of f on its connection, which is up; one that would not take it fails f. */
+static void s_send(svc_client *c, svc_future *f)
+{
+    if (s_send_try(c, f) == -EAGAIN)
+        s_transport_failed(c, f);
 }
 
 /* The node for the next attempt of f, or NULL after finishing f. */
@@ -597,7 +625,21 @@ static void s_attempt(svc_client *c, svc_future *f)
     f->node = node;
     f->attempts++;
     svc_error_release(&f->err);
-    svc__conn *k = s_conn_get(c, node);
+    now = svc__now_ms();   /* s_choose may have waited for the registry */
+    svc__conn *k = s_conn_get(c, node, now);
+    if (k && s_conn_known(k, now)) {
+        /* Taken as up without reading its monitor (s_conn_known).  If it
+         * will not take the request, a drop may be waiting there unread:
+         * read it, and go on as if it had been read first (a lost
+         * connection is left for a new one, which the call waits for). */
+        f->conn = k;
+        if (s_send_try(c, f) != -EAGAIN)
+            return;
+        if (svc__conn_events(k) && !k->lost_at)
+            k->lost_at = now;
+        if (k->lost_at)
+            k = s_conn_get(c, node, now);
+    }
     if (!k) {
         svc_error_set(&f->err, S_ID, 503, "cannot connect to \"%s\": %s", node, strerror(errno));
         s_failed(c, f, SVC__FAIL_TRANSPORT, SVC_EUNREACHABLE);
@@ -780,7 +822,9 @@ static void s_conn_sweep(svc_client *c)
  * Every socket zmq_poll watches costs it a syscall, so most rounds watch
  * only the DEALERs with calls on them; a "full" round, at most every
  * S_FULL_POLL_MS, also watches their monitors (drops) and the registry
- * watch (events).  A drop is therefore seen within S_FULL_POLL_MS.
+ * watch (events).  A drop is therefore seen within S_FULL_POLL_MS; a
+ * monitor found empty dates the connection's state (events_at), which new
+ * calls trust for as long (s_conn_known) instead of reading it again.
  */
 static void s_pump(svc_client *c, int64_t until)
 {
@@ -825,6 +869,8 @@ static void s_pump(svc_client *c, int64_t until)
         it += owners[i].mon >= 0 ? 2 : 1;
         if (got > 0 && owners[i].mon >= 0 && (items[owners[i].mon].revents & ZMQ_POLLIN))
             svc__conn_events(k);
+        else if (got >= 0 && owners[i].mon >= 0)
+            k->events_at = now;   /* polled and empty: its state is known (s_conn_known) */
         if (k->lost && !k->lost_at) {
             k->lost_at = svc__now_ms();
             s_conn_read(c, k);   /* what came before the drop */

@@ -68,7 +68,8 @@ void svc__conn_destroy(svc__conn **cp)
 }
 
 /*
- * Reads every pending monitor event and updates c->up / c->lost.  A loss
+ * Reads every pending monitor event and updates c->up / c->lost, and
+ * events_at once the monitor is empty.  A loss
  * while calls are in flight marks the connection (lost_at) at once: when
  * the client reads the events late, ZeroMQ may have connected again
  * already (c->lost false again), but what was sent before is gone.
@@ -80,6 +81,7 @@ static void s_read_events(svc__conn *c)
         zmq_msg_init(&f);
         if (zmq_msg_recv(&f, c->mon, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&f);
+            c->events_at = svc__now_ms();
             return;
         }
         uint16_t ev = 0;

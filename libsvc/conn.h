@@ -34,6 +34,8 @@ typedef struct svc__conn {
     unsigned waiting;        /* async calls waiting for it to come up (client.c) */
     int64_t lost_at;         /* monotonic ms the client saw it lost with calls on it, 0 = not
                                 (set by the event reader too: a drop ZeroMQ repaired counts) */
+    int64_t events_at;       /* monotonic ms its monitor was last found empty: up / lost are
+                                known as of then (set here and by client.c's pump) */
     struct svc__conn *next;  /* client's list */
 } svc__conn;
 
@@ -57,7 +59,7 @@ int svc__conn_ready(svc__conn *c, int64_t deadline_ms);
  */
 int svc__conn_check(svc__conn *c);
 
-/* Reads every pending monitor event; true when the connection is (now) lost. */
+/* Reads every pending monitor event (sets events_at); true when the connection is (now) lost. */
 bool svc__conn_events(svc__conn *c);
 
 /*
