@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "svc/svc.h"
+#include "store.pb-c.h"
 
 typedef struct s_flags {
     const char *op;        /* write|read|put|get */
@@ -25,6 +26,7 @@ typedef struct s_flags {
     const char *registry;  /* borrowed from argv */
     const char *label;     /* bench name */
     const char *dir;       /* lmdb-raw: the positional DIR */
+    bool async;            /* store-client: --clients calls in flight from one thread */
 } s_flags;
 
 static long s_num(const char *v, const char *flag, long lo, long hi, int *bad)
@@ -47,6 +49,7 @@ static int s_parse(int argc, char **argv, s_flags *f, bool raw)
         { "keys", required_argument, NULL, 'k' }, { "batch", required_argument, NULL, 'b' },
         { "registry", required_argument, NULL, 'r' },
         { "label", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' },
+        { "async", no_argument, NULL, 'a' },
         { NULL, 0, NULL, 0 },
     };
     *f = (s_flags){ .op = raw ? "put" : "write", .clients = 1, .seconds = 3, .size = 100,
@@ -64,11 +67,14 @@ static int s_parse(int argc, char **argv, s_flags *f, bool raw)
         case 'b': f->batch = s_num(optarg, "--batch", 1, 100000, &bad); break;
         case 'r': f->registry = optarg; break;
         case 'l': f->label = optarg; break;
+        case 'a': f->async = true; break;
         case 'h':
             printf("%s", raw ? "usage: svc-bench lmdb-raw --op put|get|hold DIR [--batch B] [--seconds S] "
                                "[--size BYTES] [--keys K] [--label NAME]\n"
                              : "usage: svc-bench store-client --op write|read [--clients N] [--seconds S] "
-                               "[--size BYTES] [--keys K] [--registry ADDR] [--label NAME]\n");
+                               "[--size BYTES] [--keys K] [--registry ADDR] [--label NAME] [--async]\n"
+                               "  --async: the N clients are N calls in flight from one thread (svc_call_cb),\n"
+                               "  as redis-benchmark drives its connections from one event loop\n");
             return 1;
         default:
             fprintf(stderr, "svc-bench: bad option \"%s\"\n", argv[optind - 1]);
@@ -187,6 +193,107 @@ static int s_preload(const s_flags *f)
     return rc;
 }
 
+/* ---- store-client --async: N calls in flight from one thread ------------------------ */
+
+typedef struct s_async {
+    const s_flags *f;
+    svc_client *c;
+    char *value;                /* the value written, f->size bytes */
+    unsigned seed;              /* key choice */
+    unsigned long long ops;     /* answers counted while measuring */
+    bool stop;                  /* time is up: start no more calls */
+    int rc;                     /* first failure, 0 if none */
+    svc_error err;              /* its error */
+} s_async;
+
+static void s_async_done(void *arg, int rc, svc_reply *reply, svc_error *err);
+
+/* Starts one call; its callback starts the next. */
+static int s_async_start(s_async *a)
+{
+    char key[32];
+    snprintf(key, sizeof key, "bench-%ld", (long)(rand_r(&a->seed) % (unsigned)a->f->keys));
+    Svc__Store__Record rec = SVC__STORE__RECORD__INIT;
+    Svc__Store__WriteRequest wr = SVC__STORE__WRITE_REQUEST__INIT;
+    Svc__Store__ReadRequest rr = SVC__STORE__READ_REQUEST__INIT;
+    const ProtobufCMessage *m;
+    if (!strcmp(a->f->op, "write")) {
+        rec.key = key;
+        rec.value = (ProtobufCBinaryData){ (size_t)a->f->size, (uint8_t *)a->value };
+        wr.record = &rec;
+        m = &wr.base;
+    } else {
+        rr.key = key;
+        m = &rr.base;
+    }
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t buf[512];
+    uint8_t *b = len <= sizeof buf ? buf : malloc(len);
+    if (!b)
+        return -ENOMEM;
+    protobuf_c_message_pack(m, b);
+    svc_call_opts o = { .timeout_ms = 30000 };
+    int rc = svc_call_cb(a->c, SVC_STORE_SERVICE, strcmp(a->f->op, "write") ? "Store.Read"
+                                                                            : "Store.Write",
+                         b, len, &o, s_async_done, a);
+    if (b != buf)
+        free(b);
+    return rc;
+}
+
+static void s_async_done(void *arg, int rc, svc_reply *reply, svc_error *err)
+{
+    s_async *a = arg;
+    if (rc < 0) {
+        if (!a->rc) {
+            a->rc = rc;
+            svc_error_release(&a->err);
+            a->err = *err;
+            memset(err, 0, sizeof *err);
+        }
+        return;
+    }
+    if (a->stop || a->rc)
+        return;
+    a->ops++;
+    if ((rc = s_async_start(a)) < 0 && !a->rc)
+        a->rc = rc;
+}
+
+static int s_async_run(const s_flags *f)
+{
+    s_async a = { .f = f, .seed = 12345, .err = SVC_ERROR_INIT };
+    a.c = svc_client_new(f->registry);
+    a.value = malloc((size_t)f->size);
+    if (!a.c || !a.value)
+        return 1;
+    memset(a.value, 'v', (size_t)f->size);
+    uint64_t t0 = bm_now_ns(), end = t0 + (uint64_t)(f->seconds * 1e9);
+    for (int i = 0; i < f->clients && !a.rc; i++)
+        if ((a.rc = s_async_start(&a)) < 0)
+            break;
+    while (!a.rc && bm_now_ns() < end)
+        svc_client_poll(a.c, 50);
+    a.stop = true;
+    double secs = (double)(bm_now_ns() - t0) / 1e9;
+    for (int i = 0; i < 100 && svc_client_pending(a.c) > 0; i++)
+        svc_client_poll(a.c, 100);
+    int code = 0;
+    if (a.rc) {
+        char *j = svc_error_json(&a.err);
+        fprintf(stderr, "svc-bench: store %s failed: %s\n", f->op, j ? j : svc_strerror(a.rc));
+        free(j);
+        code = 1;
+    } else {
+        s_print(f->label ? f->label : f->op, (double)a.ops / secs, f,
+                "N svc store calls in flight from one thread, each write acked after fsync");
+    }
+    svc_error_release(&a.err);
+    free(a.value);
+    svc_client_destroy(&a.c);
+    return code;
+}
+
 int bm_store_client(int argc, char **argv)
 {
     s_flags f;
@@ -195,6 +302,8 @@ int bm_store_client(int argc, char **argv)
         return rc == 1 ? 0 : rc;
     if (s_preload(&f) < 0)
         return 1;
+    if (f.async)
+        return s_async_run(&f);
     s_worker *w = calloc((size_t)f.clients, sizeof *w);
     if (!w)
         return 1;

@@ -170,8 +170,12 @@ static void s_usage(FILE *f)
             "Query and drive svc services.\n"
             "\n"
             "verbs:\n");
+    int w = 0;
     for (const ctl_verb *v = s_verbs; v->name; v++)
-        fprintf(f, "  %-9s %-24s %s\n", v->name, v->args, v->summary);
+        if ((int)strlen(v->name) > w)
+            w = (int)strlen(v->name);
+    for (const ctl_verb *v = s_verbs; v->name; v++)
+        fprintf(f, "  %-*s %-24s %s\n", w, v->name, v->args, v->summary);
     fprintf(f,
             "\n"
             "global options:\n"
