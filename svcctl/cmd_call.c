@@ -42,19 +42,15 @@ static char *s_read_stdin(size_t *len)
 int ctl_call(const ctl_opts *o, int argc, char **argv)
 {
     static const struct option longs[] = {
-        { "metadata", required_argument, NULL, 'm' },
-        { "address", required_argument, NULL, 'a' },
+        CTL_TARGET_OPTIONS,
         { "timeout", required_argument, NULL, 't' },
-        { "version", required_argument, NULL, 'v' },
-        { "node-meta", required_argument, NULL, 'n' },
         { "trace", no_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const ctl_verb *v = ctl_verb_find("call");
     int code = 0;
-    svc_meta meta = SVC_META_INIT;
-    const char *address = NULL, *version = NULL, *node_meta = NULL;
+    ctl_target tg = CTL_TARGET_INIT;
     int timeout = o->timeout_ms;
     bool trace = false;
     int opt;
@@ -65,19 +61,10 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
         long t;
         switch (opt) {
         case 'm':
-            if (svc_meta_parse(&meta, optarg) < 0) {
-                ctl_err("call: invalid metadata \"%s\": want KEY=VALUE", optarg);
-                code = EXIT_USAGE;
-            }
-            break;
         case 'a':
-            address = optarg;
-            break;
         case 'v':
-            version = optarg;
-            break;
         case 'n':
-            node_meta = optarg;
+            code = ctl_target_flag(&tg, "call", opt, optarg);
             break;
         case 'T':
             trace = true;
@@ -92,7 +79,7 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
             break;
         case 'h':
             ctl_usage(v, 2, (char *[]){ argv[0], "--help" }, 0, 0, &code);
-            svc_meta_release(&meta);
+            svc_meta_release(&tg.meta);
             return code;
         default:
             ctl_err("call: %s \"%s\"", opt == ':' ? "option needs a value" : "unknown option",
@@ -100,7 +87,7 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
             code = EXIT_USAGE;
         }
         if (code) {
-            svc_meta_release(&meta);
+            svc_meta_release(&tg.meta);
             return code;
         }
     }
@@ -108,7 +95,7 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
     char **pos = argv + optind - 1;
     int npos = argc - optind;
     if (ctl_usage(v, npos + 1, pos, 2, 3, &code)) {
-        svc_meta_release(&meta);
+        svc_meta_release(&tg.meta);
         return code;
     }
     pos++;
@@ -119,7 +106,7 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
         body = s_read_stdin(&len);
         if (!body) {
             ctl_err("call: cannot read the request from stdin (or it exceeds 16 MiB)");
-            svc_meta_release(&meta);
+            svc_meta_release(&tg.meta);
             return 1;
         }
     } else {
@@ -137,7 +124,7 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
                     je.column);
         json_decref(check);
         free(body);
-        svc_meta_release(&meta);
+        svc_meta_release(&tg.meta);
         return EXIT_DATA;
     }
     json_decref(check);
@@ -145,19 +132,19 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
     /* --trace: the edge's trace id is made here (or taken from --metadata), so it can be
      * printed before the call: stderr, so that stdout stays the answer. */
     if (trace) {
-        const char *given = svc_meta_get(&meta, SVC_META_TRACE_ID);
+        const char *given = svc_meta_get(&tg.meta, SVC_META_TRACE_ID);
         char id[SVC_TRACE_ID_LEN + 1];
         if (!svc_trace_id_valid(given)) {
             svc_trace_new_id(id);
-            svc_meta_set(&meta, SVC_META_TRACE_ID, id);
-            given = svc_meta_get(&meta, SVC_META_TRACE_ID);
+            svc_meta_set(&tg.meta, SVC_META_TRACE_ID, id);
+            given = svc_meta_get(&tg.meta, SVC_META_TRACE_ID);
         }
         fprintf(stderr, "trace=%s\n", given);
         fflush(stderr);
     }
     svc_client *c = svc_client_new(o->registry);
-    svc_call_opts co = { .timeout_ms = timeout, .address = address, .content_type = SVC_CT_JSON,
-                         .meta = &meta, .version = version, .node_meta = node_meta };
+    svc_call_opts co = { .timeout_ms = timeout, .address = tg.address, .content_type = SVC_CT_JSON,
+                         .meta = &tg.meta, .version = tg.version, .node_meta = tg.node_meta };
     svc_reply r = SVC_REPLY_INIT;
     svc_error err = SVC_ERROR_INIT;
     int rc = svc_client_call_raw(c, pos[0], pos[1], body, len, &co, &r, &err);
@@ -174,6 +161,6 @@ int ctl_call(const ctl_opts *o, int argc, char **argv)
     svc_error_release(&err);
     svc_client_destroy(&c);
     free(body);
-    svc_meta_release(&meta);
+    svc_meta_release(&tg.meta);
     return code;
 }

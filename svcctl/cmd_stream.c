@@ -252,37 +252,24 @@ static int s_run(svc_client_stream *st, svc_stream_kind kind, s_input *in, char 
 int ctl_stream(const ctl_opts *o, int argc, char **argv)
 {
     static const struct option longs[] = {
-        { "metadata", required_argument, NULL, 'm' },
-        { "address", required_argument, NULL, 'a' },
+        CTL_TARGET_OPTIONS,
         { "kind", required_argument, NULL, 'k' },
-        { "version", required_argument, NULL, 'v' },
-        { "node-meta", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const ctl_verb *v = ctl_verb_find("stream");
     int code = 0, kind = -1;
-    svc_meta meta = SVC_META_INIT;
-    const char *address = NULL, *version = NULL, *node_meta = NULL;
+    ctl_target tg = CTL_TARGET_INIT;
     int opt;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
         switch (opt) {
         case 'm':
-            if (svc_meta_parse(&meta, optarg) < 0) {
-                ctl_err("stream: invalid metadata \"%s\": want KEY=VALUE", optarg);
-                code = EXIT_USAGE;
-            }
-            break;
         case 'a':
-            address = optarg;
-            break;
         case 'v':
-            version = optarg;
-            break;
         case 'n':
-            node_meta = optarg;
+            code = ctl_target_flag(&tg, "stream", opt, optarg);
             break;
         case 'k':
             kind = strcmp(optarg, "server") == 0 ? SVC_STREAM_SERVER
@@ -295,7 +282,7 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
             break;
         case 'h':
             ctl_usage(v, 2, (char *[]){ argv[0], "--help" }, 0, 0, &code);
-            svc_meta_release(&meta);
+            svc_meta_release(&tg.meta);
             return code;
         default:
             ctl_err("stream: %s \"%s\"", opt == ':' ? "option needs a value" : "unknown option",
@@ -303,14 +290,14 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
             code = EXIT_USAGE;
         }
         if (code) {
-            svc_meta_release(&meta);
+            svc_meta_release(&tg.meta);
             return code;
         }
     }
     char **pos = argv + optind - 1;
     int npos = argc - optind;
     if (ctl_usage(v, npos + 1, pos, 2, 2, &code)) {
-        svc_meta_release(&meta);
+        svc_meta_release(&tg.meta);
         return code;
     }
     pos++;
@@ -352,9 +339,9 @@ int ctl_stream(const ctl_opts *o, int argc, char **argv)
             goto out;
         }
     }
-    svc_call_opts co = { .timeout_ms = o->timeout_ms ? o->timeout_ms : 5000, .address = address,
-                         .content_type = SVC_CT_JSON, .meta = &meta, .version = version,
-                         .node_meta = node_meta };
+    svc_call_opts co = { .timeout_ms = o->timeout_ms ? o->timeout_ms : 5000, .address = tg.address,
+                         .content_type = SVC_CT_JSON, .meta = &tg.meta, .version = tg.version,
+                         .node_meta = tg.node_meta };
     int rc = svc_client_stream_open_kind(c, pos[0], pos[1], (svc_stream_kind)kind, first,
                                          first ? flen : 0, &co, &st, &err);
     if (rc < 0) {
@@ -371,6 +358,6 @@ out:
     free(first);
     free(in.buf);
     svc_client_destroy(&c);
-    svc_meta_release(&meta);
+    svc_meta_release(&tg.meta);
     return code;
 }

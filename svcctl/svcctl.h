@@ -65,6 +65,32 @@ void ctl_print_error(const char *what, const svc_error *e);
 /* Prints j to stdout as indented JSON plus newline. */
 void ctl_print_json(json_t *j);
 
+/* ---- the nodes a call or stream goes to --------------------------------------- */
+
+/* --metadata, --address, --version and --node-meta, as getopt options. */
+#define CTL_TARGET_OPTIONS                                                            \
+    { "metadata", required_argument, NULL, 'm' },                                     \
+    { "address", required_argument, NULL, 'a' },                                      \
+    { "version", required_argument, NULL, 'v' },                                      \
+    { "node-meta", required_argument, NULL, 'n' }
+
+/* What those flags said. */
+typedef struct ctl_target {
+    svc_meta meta;          /* --metadata K=V, repeatable; owned: svc_meta_release */
+    const char *address;    /* --address: this node, bypassing the registry; borrowed from argv */
+    const char *version;    /* --version GLOB, or NULL; borrowed */
+    const char *node_meta;  /* --node-meta K=GLOB[,...], or NULL; borrowed */
+} ctl_target;
+
+#define CTL_TARGET_INIT { SVC_META_INIT, NULL, NULL, NULL }
+
+/*
+ * Takes getopt's opt ('m', 'a', 'v' or 'n') and its arg into t.  Returns 0,
+ * or EXIT_USAGE after printing "svcctl: VERB: invalid metadata ..." when
+ * the metadata is not KEY=VALUE.
+ */
+int ctl_target_flag(ctl_target *t, const char *verb, int opt, const char *arg);
+
 /* ---- tables ------------------------------------------------------------------ */
 
 typedef struct ctl_table ctl_table;
