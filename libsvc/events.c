@@ -318,8 +318,6 @@ static void s_complete(s_async *a, uint64_t req_id, uint64_t seq, bool dup, int 
         return;   /* timed out already, or a stray answer */
     s_slot done = *sl;
     sl->req_id = 0;
-    a->outstanding--;
-    pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
     svc_error err = SVC_ERROR_INIT;
     if (code)
@@ -327,6 +325,10 @@ static void s_complete(s_async *a, uint64_t req_id, uint64_t seq, bool dup, int 
     done.fn(seq, dup, code ? &err : NULL, done.arg);
     svc_error_release(&err);
     pthread_mutex_lock(&a->mu);
+    /* Counted down only now, so that svc_events_flush returns after the
+     * callbacks have run, not while the last one is still running. */
+    a->outstanding--;
+    pthread_cond_broadcast(&a->cv);
 }
 
 static void s_on_acks(s_async *a, const unsigned char *p, size_t len)

@@ -162,7 +162,10 @@ typedef void (*svc_event_ack_fn)(uint64_t seq, bool duplicate, const svc_error *
 int svc_events_publish_async(svc_events *e, const char *stream, const void *body, size_t len,
                              const svc_event_publish_opts *o, svc_event_ack_fn fn, void *arg);
 
-/* Waits until every asynchronous publish was answered; 0, or SVC_ETIMEOUT after timeout_ms. */
+/*
+ * Waits until every asynchronous publish was answered and its callback has
+ * returned; 0, or SVC_ETIMEOUT after timeout_ms.
+ */
 int svc_events_flush(svc_events *e, int timeout_ms);
 
 /* Stream info (with consumers); *out is the caller's. 404 when unknown. */
