@@ -229,6 +229,19 @@ void svc__out_free(svc__out *o);
 svc__out *svc__error_out(svc_service *s, zmq_msg_t *route, uint64_t id, int code,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* The RESPONSE to request id: rsp encoded in ct, or an ERROR 500 when it cannot be (any thread). */
+svc__out *svc__answer_out(svc_service *s, zmq_msg_t *route, uint64_t id, const char *ct,
+                          const svc__endpoint *ep, const ProtobufCMessage *rsp);
+
+/*
+ * deferred.c: a deferred answer to request id from route, taking req (freed
+ * with the handle); t0 is when the request began (for its stats).  Counts
+ * the request in flight until answered.  NULL when out of memory.
+ */
+svc_deferred *svc__deferred_new(svc_service *s, const svc__endpoint *ep, zmq_msg_t *route,
+                          uint64_t id, const char *ct, ProtobufCMessage *req,
+                          const struct timespec *t0);
+
 /* Logs bad input from a peer, at most about 10 lines a second (any thread). */
 void svc__server_log_bad(svc_service *s, const char *what, const char *why);
 

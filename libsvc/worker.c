@@ -29,6 +29,9 @@ struct svc_ctx {
     svc_client *own_client;    /* made for an inline call, destroyed after */
     svc_error err;             /* set by svc_ctx_error */
     svc__req *rq;              /* wrapper chain, metadata set by wrappers, trace (wrap.c) */
+    zmq_msg_t *route;          /* the caller's routing id, borrowed (svc_ctx_defer) */
+    ProtobufCMessage **req;    /* the decoded unary request, or NULL: svc_ctx_defer takes it */
+    svc_deferred *deferred;       /* svc_ctx_defer's answer handle, or NULL */
 };
 
 void svc__job_free(svc__job *j)
@@ -57,25 +60,22 @@ static svc__out *s_fail(svc_service *s, svc__job *j, int code, const char *what,
     return o;
 }
 
-/* Builds the answer to j: RESPONSE with body, or ERROR. */
-static svc__out *s_answer(svc_service *s, svc__job *j, const ProtobufCMessage *rsp,
-                          const char *ct)
+svc__out *svc__answer_out(svc_service *s, zmq_msg_t *route, uint64_t id, const char *ct,
+                          const svc__endpoint *ep, const ProtobufCMessage *rsp)
 {
     void *buf = NULL;
     size_t len = 0;
-    zmq_msg_t *route = svc__msg_route(&j->msg);
     if (svc_codec_encode(ct, rsp, &buf, &len) < 0)
-        return svc__error_out(s, route, j->msg.hdr->id, 500, "cannot encode response of \"%s\"",
-                              j->ep->name);
+        return svc__error_out(s, route, id, 500, "cannot encode response of \"%s\"", ep->name);
     if (len > SVC_WIRE_MAX_BODY) {
         free(buf);
-        return svc__error_out(s, route, j->msg.hdr->id, 500,
+        return svc__error_out(s, route, id, 500,
                               "response of \"%s\" is %zu bytes, over the 16 MiB limit",
-                              j->ep->name, len);
+                              ep->name, len);
     }
     Svc__Header h = SVC__HEADER__INIT;
     h.kind = SVC__KIND__RESPONSE;
-    h.id = j->msg.hdr->id;
+    h.id = id;
     h.content_type = (char *)ct;
     svc__out *o = calloc(1, sizeof *o);
     if (o && svc__pack_out(o, route, &h, buf ? buf : "", len) < 0) {
@@ -101,7 +101,7 @@ static svc__out *s_handle(svc_service *s, svc__job *j, svc_client **client, svc_
     }
 
     svc_ctx ctx = { .svc = s, .hdr = h, .ep = ep, .deadline = j->deadline, .client = client,
-                    .rq = rq };
+                    .rq = rq, .route = route };
     if (ep->iofn) {
         /* Client/bidi stream: requests come by svc_stream_recv (wrappers get
          * req NULL); the stream ends when the handler returns (stream.c). */
@@ -148,9 +148,16 @@ static svc__out *s_handle(svc_service *s, svc__job *j, svc_client **client, svc_
         goto out;
     }
     protobuf_c_message_init(ep->rsp, rsp);
+    ctx.req = &req;
     rc = svc__req_run(rq, &ctx, req, rsp);
-    if (rc == 0)
-        o = s_answer(s, j, rsp, ct);
+    if (ctx.deferred) {
+        /* The answer left with the handle (which took req); its stats too. */
+        if (rc != 0)
+            svc_error_log("handler of \"%s\" deferred its answer, then returned %d: ignored",
+                          ep->name, rc);
+        rq->deferred = true;
+    } else if (rc == 0)
+        o = svc__answer_out(s, route, h->id, ct, ep, rsp);
     else if (svc_error_isset(&ctx.err))
         o = svc__error_out(s, route, h->id, ctx.err.code, "%s", ctx.err.detail);
     else
@@ -465,6 +472,18 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
     }
     svc_meta_release(&meta);
     return rc;
+}
+
+svc_deferred *svc_ctx_defer(svc_ctx *ctx)
+{
+    if (ctx->deferred || !ctx->req || !*ctx->req || !ctx->rq)
+        return NULL;
+    const char *ct = ctx->hdr->content_type[0] ? ctx->hdr->content_type : SVC_CT_PROTOBUF;
+    ctx->deferred = svc__deferred_new(ctx->svc, ctx->ep, ctx->route, ctx->hdr->id, ct, *ctx->req,
+                                   &ctx->rq->t0);
+    if (ctx->deferred)
+        *ctx->req = NULL;   /* the handle owns the request now */
+    return ctx->deferred;
 }
 
 /* ---- wrappers (svc/wrap.h) ------------------------------------------------------- */

@@ -201,7 +201,8 @@ void svc__req_end(svc__req *rq, bool failed)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     int64_t us = (int64_t)(t1.tv_sec - rq->t0.tv_sec) * 1000000 +
                  (t1.tv_nsec - rq->t0.tv_nsec) / 1000;
-    svc__epstats_end(rq->ep->stats, us > 0 ? (uint64_t)us : 0, failed, rq->ep->fn != NULL);
+    if (!rq->deferred)
+        svc__epstats_end(rq->ep->stats, us > 0 ? (uint64_t)us : 0, failed, rq->ep->fn != NULL);
     svc__logctx_set(rq->prev);
     svc_meta_release(&rq->meta);
 }

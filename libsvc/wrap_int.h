@@ -45,6 +45,7 @@ typedef struct svc__req {
     svc__logctx lc;                     /* this request's trace ids */
     const svc__logctx *prev;            /* the thread's log context before it */
     struct timespec t0;                 /* when it began */
+    bool deferred;                      /* answered later (svc_ctx_defer): its stats too */
 } svc__req;
 
 /*

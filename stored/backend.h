@@ -108,7 +108,9 @@ typedef struct kv_op {
     int64_t now;           /* unix ms, set by the writer before apply */
     int rc;                /* result */
     bool done;             /* set by the writer after the commit (under its lock) */
-    pthread_cond_t *cv;    /* the waiter's, signalled with done (commit.c) */
+    pthread_cond_t *cv;    /* the waiter's, signalled with done (commit.c), or NULL */
+    void (*on_done)(struct kv_op *op, void *arg);  /* or this, called by the writer (commit.c) */
+    void *on_done_arg;
     struct kv_op *next;    /* queue link (writer) */
 } kv_op;
 

@@ -56,12 +56,22 @@ static void *s_writer(void *arg)
 
         pthread_mutex_lock(&c->mu);
         /* Each waiter sleeps on its own condition: wake exactly the acked ones. */
+        size_t n_cb = 0;
         for (size_t i = 0; i < n; i++) {
+            if (batch[i]->on_done) {
+                batch[n_cb++] = batch[i];   /* keeps the callbacks' ops, in order */
+                continue;
+            }
             batch[i]->done = true;
             pthread_cond_signal(batch[i]->cv);
         }
         c->commits++;
         c->ops += n;
+        pthread_mutex_unlock(&c->mu);
+        /* Callbacks outside the lock: they answer (and may free their op). */
+        for (size_t i = 0; i < n_cb; i++)
+            batch[i]->on_done(batch[i], batch[i]->on_done_arg);
+        pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
     free(batch);
@@ -89,26 +99,46 @@ kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg)
     return c;
 }
 
-int kv_commit_run(kv_commit *c, kv_op *op)
+/* Queues op (mu held); false once stopping. */
+static bool s_queue(kv_commit *c, kv_op *op)
 {
-    pthread_cond_t cv;
-    pthread_cond_init(&cv, NULL);
+    if (c->stop)
+        return false;
     op->done = false;
     op->next = NULL;
     op->rc = 0;
-    op->cv = &cv;
-    pthread_mutex_lock(&c->mu);
-    if (c->stop) {
-        pthread_mutex_unlock(&c->mu);
-        pthread_cond_destroy(&cv);
-        return SVC_ECLOSED;
-    }
     if (c->tail)
         c->tail->next = op;
     else
         c->head = op;
     c->tail = op;
     pthread_cond_signal(&c->work_cv);
+    return true;
+}
+
+int kv_commit_submit(kv_commit *c, kv_op *op, void (*done)(kv_op *op, void *arg), void *arg)
+{
+    op->cv = NULL;
+    op->on_done = done;
+    op->on_done_arg = arg;
+    pthread_mutex_lock(&c->mu);
+    bool queued = s_queue(c, op);
+    pthread_mutex_unlock(&c->mu);
+    return queued ? 0 : SVC_ECLOSED;
+}
+
+int kv_commit_run(kv_commit *c, kv_op *op)
+{
+    pthread_cond_t cv;
+    pthread_cond_init(&cv, NULL);
+    op->cv = &cv;
+    op->on_done = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (!s_queue(c, op)) {
+        pthread_mutex_unlock(&c->mu);
+        pthread_cond_destroy(&cv);
+        return SVC_ECLOSED;
+    }
     svc_handler_blocking();   /* other writers get workers and join this commit */
     while (!op->done)
         pthread_cond_wait(&cv, &c->mu);

@@ -1,12 +1,16 @@
 /*
  * stored/commit.h — group commit: one writer thread, many waiting writers.
  *
- * Handlers queue a kv_op and wait.  The writer takes everything queued (up
- * to KV_COMMIT_BATCH ops), applies it as one backend batch — for LMDB one
- * write transaction and one fsync — then marks every op done and wakes the
- * waiters.  Ops queued while a commit is on disk ride in the next one, so
- * concurrent writers share an fsync and a write is acknowledged only once
- * it is durable.
+ * Handlers queue a kv_op, and either wait for it (kv_commit_run) or leave
+ * a callback (kv_commit_submit) and return — the Store endpoints defer
+ * their answers (svc_ctx_defer) and the callback sends them, so no thread
+ * is held per write and a commit can take every write in flight.  The
+ * writer takes everything queued (up to KV_COMMIT_BATCH ops), applies it as
+ * one backend batch — for LMDB one write transaction and its syncs — then
+ * marks every op done, wakes the waiters and runs the callbacks.  Ops
+ * queued while a commit is on disk ride in the next one, so concurrent
+ * writers share an fsync and a write is acknowledged only once it is
+ * durable.
  */
 #ifndef KV_COMMIT_H
 #define KV_COMMIT_H
@@ -28,6 +32,14 @@ kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg);
  * SVC_ECLOSED once the writer is stopping.  Any thread.
  */
 int kv_commit_run(kv_commit *c, kv_op *op);
+
+/*
+ * Queues op without waiting: once it is applied and durable (op->rc set),
+ * done(op, arg) runs on the writer thread — briefly: the next commit waits
+ * for it — and may free op.  0, or SVC_ECLOSED (done is not called) once
+ * the writer is stopping.  Any thread.
+ */
+int kv_commit_submit(kv_commit *c, kv_op *op, void (*done)(kv_op *op, void *arg), void *arg);
 
 /* Counters since start. */
 void kv_commit_stats(kv_commit *c, unsigned long long *commits, unsigned long long *ops);

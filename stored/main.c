@@ -20,7 +20,7 @@
 #define KV_ENV_MAP      "SVC_STORE_MAP_SIZE"
 #define KV_DEFAULT_DIR  "/var/lib/svc/store"
 #define KV_DEFAULT_MAP  1024           /* MiB */
-#define KV_WORKERS      "64"           /* writers wait for a commit on a worker: room for 50+ at once */
+#define KV_WORKERS      "64"           /* Sync.Lock waits hold a worker each: room for many */
 #define KV_REAP_MS      250
 
 typedef struct kv_flags {
@@ -36,7 +36,8 @@ static void s_usage(void)
            "  --data-dir DIR               " KV_ENV_DIR "          LMDB files (default $SVC_STATE_DIR/store,\n"
            "                                                      set by the supervisor; else " KV_DEFAULT_DIR ")\n"
            "  --map-size MIB               " KV_ENV_MAP "     largest store size (default %d)\n"
-           "  (--workers defaults to " KV_WORKERS " here: each write waiting for its commit holds one)\n\n",
+           "  (--workers defaults to " KV_WORKERS " here: each Sync.Lock waiting for its lock holds one;\n"
+           "  writes hold none: the commit thread answers them)\n\n",
            KV_DEFAULT_MAP);
     fflush(stdout);
 }

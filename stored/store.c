@@ -2,10 +2,12 @@
  * stored/store.c — the Store.* endpoints.
  *
  * Each handler validates its request (every limit answered with a 400 or
- * 413 naming the field), then reads through the backend directly or turns
- * the change into a kv_txn and waits for the group-commit writer: the
- * answer goes out only after the change is durable.  Write, Delete and CAS
- * are transactions of one change.
+ * 413 naming the field), then reads through the backend directly, or turns
+ * the change into a kv_txn, hands it to the group-commit writer and
+ * returns with its answer deferred (svc_ctx_defer): the writer answers
+ * only after the change is durable, and no thread waits meanwhile, so one
+ * commit takes every write in flight.  Write, Delete and CAS are
+ * transactions of one change.
  */
 #include "stored.h"
 
@@ -98,28 +100,31 @@ static int s_fence(svc_ctx *ctx, const Svc__Store__Fence *f, kv_txn *t)
     return 0;
 }
 
-int kv_answer(svc_ctx *ctx, int rc, const char *what)
+int kv_error_code(int rc, const char *what, char *msg, size_t n)
 {
     switch (rc) {
-    case 0: return 0;
-    case -ENOSPC: return svc_ctx_error(ctx, 507, "store is full: %s refused (raise --map-size)", what);
-    case -EAGAIN: return svc_ctx_error(ctx, 503, "store busy: too many readers");
-    case SVC_ECLOSED: return svc_ctx_error(ctx, 503, "stored is stopping");
-    default: return svc_ctx_error(ctx, 500, "%s failed: %s", what, svc_strerror(rc));
+    case -ENOSPC:
+        snprintf(msg, n, "store is full: %s refused (raise --map-size)", what);
+        return 507;
+    case -EAGAIN:
+        snprintf(msg, n, "store busy: too many readers");
+        return 503;
+    case SVC_ECLOSED:
+        snprintf(msg, n, "stored is stopping");
+        return 503;
+    default:
+        snprintf(msg, n, "%s failed: %s", what, svc_strerror(rc));
+        return 500;
     }
 }
 
-/* Runs t through the writer and answers its errors. */
-static int s_commit(svc_ctx *ctx, kv_txn *t, const char *what)
+int kv_answer(svc_ctx *ctx, int rc, const char *what)
 {
-    kv_state *st = svc_ctx_data(ctx);
-    kv_op op = { .kind = KV_OP_TXN, .txn = *t };
-    int rc = kv_commit_run(st->commit, &op);
-    *t = op.txn;
-    if (rc == -EPERM)
-        return svc_ctx_error(ctx, 409, "fencing token %lld does not hold lock \"%s\": %s refused",
-                             (long long)t->fence_token, t->fence_lock, what);
-    return kv_answer(ctx, rc, what);
+    if (!rc)
+        return 0;
+    char msg[256];
+    int code = kv_error_code(rc, what, msg, sizeof msg);
+    return svc_ctx_error(ctx, code, "%s", msg);
 }
 
 /* ---- reads -------------------------------------------------------------------- */
@@ -211,87 +216,212 @@ static int s_tables(svc_ctx *ctx, const void *req, void *rsp)
     return kv_answer(ctx, rc, "tables");
 }
 
-/* ---- writes --------------------------------------------------------------------- */
+/* ---- changes: queued for the writer, answered by it ------------------------------ */
+
+typedef enum kv_change_kind { KV_CH_WRITE, KV_CH_DELETE, KV_CH_CAS, KV_CH_TXN } kv_change_kind;
+
+/*
+ * A change on its way to disk.  Its handler deferred the answer (the
+ * handle keeps the request, which op.txn borrows from) and returned; the
+ * writer answers once the commit is durable (s_committed) and frees it.
+ */
+typedef struct kv_change {
+    kv_op op;                 /* KV_OP_TXN */
+    kv_change_kind kind;      /* which answer */
+    const char *what;         /* "write", ...: names it in errors */
+    svc_deferred *d;          /* the answer */
+    kv_cmp cmp;               /* CAS: its compare */
+    kv_mut mut;               /* Write, Delete, CAS: its change */
+    kv_cmp *cmps;             /* Txn: owned */
+    kv_mut *muts;             /* Txn: owned */
+} kv_change;
+
+static kv_change *s_change(kv_change_kind kind, const char *what, const char *db, const char *table)
+{
+    kv_change *c = calloc(1, sizeof *c);
+    if (c) {
+        c->kind = kind;
+        c->what = what;
+        c->op.kind = KV_OP_TXN;
+        c->op.txn = (kv_txn){ .database = db, .table = table };
+    }
+    return c;
+}
+
+static void s_change_free(kv_change *c)
+{
+    if (c->op.txn.current)
+        protobuf_c_message_free_unpacked(&c->op.txn.current->base, NULL);
+    free(c->cmps);
+    free(c->muts);
+    free(c);
+}
+
+/* The writer's callback: answers c from its op's result. */
+static void s_committed(kv_op *op, void *arg)
+{
+    kv_change *c = arg;
+    const kv_txn *t = &op->txn;
+    if (op->rc) {
+        char msg[512];
+        int code = 409;
+        if (op->rc == -EPERM)
+            snprintf(msg, sizeof msg, "fencing token %lld does not hold lock \"%s\": %s refused",
+                     (long long)t->fence_token, t->fence_lock, c->what);
+        else
+            code = kv_error_code(op->rc, c->what, msg, sizeof msg);
+        svc_deferred_error(&c->d, code, "%s", msg);
+        s_change_free(c);
+        return;
+    }
+    switch (c->kind) {
+    case KV_CH_WRITE: {
+        Svc__Store__WriteResponse out = SVC__STORE__WRITE_RESPONSE__INIT;
+        out.revision = t->revision;
+        svc_deferred_send(&c->d, &out.base);
+        break;
+    }
+    case KV_CH_DELETE: {
+        Svc__Store__DeleteResponse out = SVC__STORE__DELETE_RESPONSE__INIT;
+        out.deleted = t->deleted > 0;
+        out.revision = t->revision;
+        svc_deferred_send(&c->d, &out.base);
+        break;
+    }
+    case KV_CH_CAS: {
+        Svc__Store__CasResponse out = SVC__STORE__CAS_RESPONSE__INIT;
+        out.swapped = t->succeeded;
+        out.revision = t->succeeded ? t->revision : 0;
+        out.current = t->current;
+        svc_deferred_send(&c->d, &out.base);
+        break;
+    }
+    case KV_CH_TXN: {
+        Svc__Store__TxnResponse out = SVC__STORE__TXN_RESPONSE__INIT;
+        out.succeeded = t->succeeded;
+        out.revision = t->revision;
+        svc_deferred_send(&c->d, &out.base);
+        break;
+    }
+    }
+    s_change_free(c);
+}
+
+/*
+ * Hands a validated change to the writer and returns at once: the answer
+ * goes out from the writer after the commit.  Takes c.
+ */
+static int s_submit(svc_ctx *ctx, kv_change *c)
+{
+    kv_state *st = svc_ctx_data(ctx);
+    c->d = svc_ctx_defer(ctx);
+    if (!c->d) {
+        s_change_free(c);
+        return svc_ctx_error(ctx, 500, "out of memory");
+    }
+    if (kv_commit_submit(st->commit, &c->op, s_committed, c) != 0) {
+        svc_deferred_error(&c->d, 503, "stored is stopping");
+        s_change_free(c);
+    }
+    return 0;   /* c may be answered and gone already */
+}
+
+/* Checks a change's names and fence; frees c and answers on error. */
+static int s_check_change(svc_ctx *ctx, kv_change *c, const Svc__Store__Fence *fence)
+{
+    kv_txn *t = &c->op.txn;
+    int rc = s_names(ctx, &t->database, &t->table) ?: s_fence(ctx, fence, t);
+    if (rc)
+        s_change_free(c);
+    return rc;
+}
 
 static int s_write(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__WriteRequest *in = req;
-    Svc__Store__WriteResponse *out = rsp;
-    kv_mut m = { .rec = in->record };
-    kv_txn t = { .database = in->database, .table = in->table, .muts = &m, .n_muts = 1 };
-    int rc = s_names(ctx, &t.database, &t.table) ?: s_record(ctx, in->record, in->ttl_ms, &m.expiry)
-             ?: s_fence(ctx, in->fence, &t);
+    kv_change *c = s_change(KV_CH_WRITE, "write", in->database, in->table);
+    if (!c)
+        return -ENOMEM;
+    int rc = s_check_change(ctx, c, in->fence);
     if (rc)
         return rc;
-    m.key = in->record->key;
-    if ((rc = s_commit(ctx, &t, "write")) != 0)
+    c->mut = (kv_mut){ .rec = in->record };
+    if ((rc = s_record(ctx, in->record, in->ttl_ms, &c->mut.expiry)) != 0) {
+        s_change_free(c);
         return rc;
-    out->revision = t.revision;
-    return 0;
+    }
+    c->mut.key = in->record->key;
+    c->op.txn.muts = &c->mut;
+    c->op.txn.n_muts = 1;
+    return s_submit(ctx, c);
 }
 
 static int s_delete(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__DeleteRequest *in = req;
-    Svc__Store__DeleteResponse *out = rsp;
-    kv_mut m = { .key = in->key };
-    kv_txn t = { .database = in->database, .table = in->table, .muts = &m, .n_muts = 1 };
-    int rc = s_names(ctx, &t.database, &t.table) ?: s_key(ctx, in->key) ?: s_fence(ctx, in->fence, &t);
-    if (rc || (rc = s_commit(ctx, &t, "delete")) != 0)
+    kv_change *c = s_change(KV_CH_DELETE, "delete", in->database, in->table);
+    if (!c)
+        return -ENOMEM;
+    int rc = s_check_change(ctx, c, in->fence);
+    if (rc)
         return rc;
-    out->deleted = t.deleted > 0;
-    out->revision = t.revision;
-    return 0;
+    if ((rc = s_key(ctx, in->key)) != 0) {
+        s_change_free(c);
+        return rc;
+    }
+    c->mut = (kv_mut){ .key = in->key };
+    c->op.txn.muts = &c->mut;
+    c->op.txn.n_muts = 1;
+    return s_submit(ctx, c);
 }
 
 static int s_cas(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__CasRequest *in = req;
-    Svc__Store__CasResponse *out = rsp;
-    kv_mut m = { .rec = in->record };
-    kv_cmp c = { .revision = in->expect_revision };
-    kv_txn t = { .database = in->database, .table = in->table, .cmps = &c, .n_cmps = 1,
-                 .muts = &m, .n_muts = 1, .want_current = true };
-    int rc = s_names(ctx, &t.database, &t.table) ?: s_record(ctx, in->record, in->ttl_ms, &m.expiry)
-             ?: s_fence(ctx, in->fence, &t);
+    kv_change *c = s_change(KV_CH_CAS, "compare-and-swap", in->database, in->table);
+    if (!c)
+        return -ENOMEM;
+    int rc = s_check_change(ctx, c, in->fence);
     if (rc)
         return rc;
-    if (in->expect_revision < 0)
-        return svc_ctx_error(ctx, 400, "expect_revision %lld is negative",
-                             (long long)in->expect_revision);
-    m.key = c.key = in->record->key;
-    if ((rc = s_commit(ctx, &t, "compare-and-swap")) != 0)
+    c->mut = (kv_mut){ .rec = in->record };
+    rc = s_record(ctx, in->record, in->ttl_ms, &c->mut.expiry);
+    if (!rc && in->expect_revision < 0)
+        rc = svc_ctx_error(ctx, 400, "expect_revision %lld is negative",
+                           (long long)in->expect_revision);
+    if (rc) {
+        s_change_free(c);
         return rc;
-    out->swapped = t.succeeded;
-    out->revision = t.succeeded ? t.revision : 0;
-    out->current = t.current;
-    return 0;
+    }
+    c->mut.key = c->cmp.key = in->record->key;
+    c->cmp.revision = in->expect_revision;
+    kv_txn *t = &c->op.txn;
+    t->cmps = &c->cmp;
+    t->n_cmps = 1;
+    t->muts = &c->mut;
+    t->n_muts = 1;
+    t->want_current = true;
+    return s_submit(ctx, c);
 }
 
-static int s_txn(svc_ctx *ctx, const void *req, void *rsp)
+/* A Txn's compares and ops into c's arrays, each checked. */
+static int s_txn_parts(svc_ctx *ctx, const Svc__Store__TxnRequest *in, kv_change *c)
 {
-    const Svc__Store__TxnRequest *in = req;
-    Svc__Store__TxnResponse *out = rsp;
-    kv_txn t = { .database = in->database, .table = in->table };
-    int rc = s_names(ctx, &t.database, &t.table) ?: s_fence(ctx, in->fence, &t);
-    if (rc)
-        return rc;
     if (in->n_compares + in->n_ops > KV_MAX_TXN_OPS)
         return svc_ctx_error(ctx, 400, "transaction has %zu compares and ops, over the limit of %d",
                              in->n_compares + in->n_ops, KV_MAX_TXN_OPS);
     if (!in->n_ops)
         return svc_ctx_error(ctx, 400, "transaction has no ops");
-    kv_cmp *cmps = calloc(in->n_compares + 1, sizeof *cmps);
-    kv_mut *muts = calloc(in->n_ops, sizeof *muts);
-    if (!cmps || !muts) {
-        rc = -ENOMEM;
-        goto out;
-    }
+    c->cmps = calloc(in->n_compares + 1, sizeof *c->cmps);
+    c->muts = calloc(in->n_ops, sizeof *c->muts);
+    if (!c->cmps || !c->muts)
+        return -ENOMEM;
+    int rc = 0;
     size_t bytes = 0;
     for (size_t i = 0; i < in->n_compares && !rc; i++) {
-        cmps[i] = (kv_cmp){ in->compares[i]->key, in->compares[i]->revision };
-        rc = s_key(ctx, cmps[i].key);
-        if (!rc && cmps[i].revision < 0)
+        c->cmps[i] = (kv_cmp){ in->compares[i]->key, in->compares[i]->revision };
+        rc = s_key(ctx, c->cmps[i].key);
+        if (!rc && c->cmps[i].revision < 0)
             rc = svc_ctx_error(ctx, 400, "compares[%zu]: revision is negative", i);
     }
     for (size_t i = 0; i < in->n_ops && !rc; i++) {
@@ -299,31 +429,38 @@ static int s_txn(svc_ctx *ctx, const void *req, void *rsp)
         if (!op->put == !op->delete_[0]) {
             rc = svc_ctx_error(ctx, 400, "ops[%zu]: give exactly one of put and delete", i);
         } else if (op->put) {
-            muts[i] = (kv_mut){ .key = op->put->key, .rec = op->put };
-            rc = s_record(ctx, op->put, op->ttl_ms, &muts[i].expiry);
+            c->muts[i] = (kv_mut){ .key = op->put->key, .rec = op->put };
+            rc = s_record(ctx, op->put, op->ttl_ms, &c->muts[i].expiry);
             bytes += op->put->value.len;
         } else {
-            muts[i] = (kv_mut){ .key = op->delete_ };
+            c->muts[i] = (kv_mut){ .key = op->delete_ };
             rc = s_key(ctx, op->delete_);
         }
     }
     if (!rc && bytes > 4 * KV_MAX_VALUE)
         rc = svc_ctx_error(ctx, 413, "transaction writes %zu bytes of values, over the %d byte limit",
                            bytes, 4 * KV_MAX_VALUE);
-    if (rc)
-        goto out;
-    t.cmps = cmps;
-    t.n_cmps = in->n_compares;
-    t.muts = muts;
-    t.n_muts = in->n_ops;
-    if ((rc = s_commit(ctx, &t, "transaction")) == 0) {
-        out->succeeded = t.succeeded;
-        out->revision = t.revision;
-    }
-out:
-    free(cmps);
-    free(muts);
     return rc;
+}
+
+static int s_txn(svc_ctx *ctx, const void *req, void *rsp)
+{
+    const Svc__Store__TxnRequest *in = req;
+    kv_change *c = s_change(KV_CH_TXN, "transaction", in->database, in->table);
+    if (!c)
+        return -ENOMEM;
+    int rc = s_check_change(ctx, c, in->fence);
+    if (rc)
+        return rc;
+    if ((rc = s_txn_parts(ctx, in, c)) != 0) {
+        s_change_free(c);
+        return rc;
+    }
+    c->op.txn.cmps = c->cmps;
+    c->op.txn.n_cmps = in->n_compares;
+    c->op.txn.muts = c->muts;
+    c->op.txn.n_muts = in->n_ops;
+    return s_submit(ctx, c);
 }
 
 static int s_stats(svc_ctx *ctx, const void *req, void *rsp)
@@ -342,13 +479,13 @@ static int s_stats(svc_ctx *ctx, const void *req, void *rsp)
 
 const kv_endpoint kv_store_endpoints[] = {
     EP(Read, s_read, read, true),
-    EP(Write, s_write, write, false),
-    EP(Delete, s_delete, delete, false),
+    EP(Write, s_write, write, true),
+    EP(Delete, s_delete, delete, true),
     EP(List, s_list, list, false),
     EP(Databases, s_databases, databases, false),
     EP(Tables, s_tables, tables, false),
-    EP(CAS, s_cas, cas, false),
-    EP(Txn, s_txn, txn, false),
+    EP(CAS, s_cas, cas, true),
+    EP(Txn, s_txn, txn, true),
     EP(Stats, s_stats, stats, true),
     { NULL, NULL, NULL, NULL, NULL, false },
 };

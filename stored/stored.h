@@ -45,7 +45,10 @@ extern const kv_endpoint kv_sync_endpoints[];   /* sync.c */
  */
 int kv_check_text(svc_ctx *ctx, const char *what, const char *v, size_t max, bool empty_ok);
 
-/* Answers a backend/commit error code as an svc error (409, 404, 507, 503...). */
+/* A backend/commit error code as an answer: its status code, and its text into msg. */
+int kv_error_code(int rc, const char *what, char *msg, size_t n);
+
+/* Answers a backend/commit error code as an svc error (507, 503, 500; 0 stays 0). */
 int kv_answer(svc_ctx *ctx, int rc, const char *what);
 
 /* sync.c: waiters and observers. */

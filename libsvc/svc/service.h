@@ -241,6 +241,55 @@ int svc_ctx_call(svc_ctx *ctx, const char *service, const char *endpoint,
  */
 void svc_handler_blocking(void);
 
+/* ---- deferred answers ---------------------------------------------------------- */
+
+/*
+ * An answer that is not ready when the handler returns — it waits for a
+ * disk commit, a batch, an event on another thread — goes out later:
+ *
+ *     svc_deferred *d = svc_ctx_defer(ctx);
+ *     queue_for_the_writer(d, svc_deferred_request(d));   // some other thread...
+ *     return 0;                                        // rsp is not sent
+ *     ...
+ *     Store__WriteResponse out = STORE__WRITE_RESPONSE__INIT;  // ...later, there
+ *     svc_deferred_send(&d, &out.base);
+ *
+ * The handler's thread (a worker, or the loop thread for svc_handle_inline)
+ * is free at once, so any number of requests can wait for their answers on
+ * a few threads: this is how stored acknowledges a whole group commit with
+ * no thread held per write.  The decoded request stays valid until the
+ * answer (svc_deferred_request); the request counts as in flight until then,
+ * so a draining service waits for it (up to --drain-timeout) and the
+ * endpoint's stats time it to the answer.  Answer every deferred request
+ * exactly once, from any thread, before svc_destroy; an answer made after
+ * svc_run has returned is dropped (freed, not sent).  After deferring, the
+ * handler's return value is ignored (logged when not 0), and server
+ * wrappers (svc/wrap.h) see the handler return, not the answer.
+ */
+typedef struct svc_deferred svc_deferred;
+
+/*
+ * Takes the answer to the current unary request out of the handler.  NULL
+ * (answer as usual) for a stream endpoint, when already deferred, or out of
+ * memory.
+ */
+svc_deferred *svc_ctx_defer(svc_ctx *ctx);
+
+/* The request being answered (the endpoint's request type), owned by d. */
+const void *svc_deferred_request(const svc_deferred *d);
+
+/*
+ * Answers with rsp (the endpoint's response type; the caller keeps it), in
+ * the request's content type, and frees *d (NULL after).  0, or a negative
+ * code when the answer could not be encoded or sent (the caller then got a
+ * 500 or nothing; either way *d is freed).  Any thread.
+ */
+int svc_deferred_send(svc_deferred **d, const ProtobufCMessage *rsp);
+
+/* Answers with an error (code as svc_ctx_error) and frees *d.  Any thread. */
+int svc_deferred_error(svc_deferred **d, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- server streams ---------------------------------------------------------- */
 
 /*
