@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "svc/error.h"
 #include "svc/log.h"
@@ -20,9 +21,51 @@ struct kv_commit {
     pthread_mutex_t mu;       /* guards everything below */
     pthread_cond_t work_cv;   /* writer: ops queued or stop */
     kv_op *head, *tail;       /* queued ops */
+    size_t n_queued;          /* ops in that queue */
+    size_t want;              /* the last batch's size: how many to wait for (s_gather) */
+    int64_t last_us;          /* how long the last batch took to apply */
     bool stop;                /* no new ops; writer exits when the queue is empty */
     unsigned long long commits, ops;  /* stats */
 };
+
+static int64_t s_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Waits (mu held) for the first op, then — when the last batch was larger
+ * than what is queued — for as many ops as that batch had, at most as long
+ * as that batch took to commit (and KV_COMMIT_WINDOW_US).  Clients that
+ * wait for their answer before writing again come back in a burst after
+ * each commit; a commit that starts at the first of them would carry one
+ * or two and leave the rest for the next fsync.  Waiting for the burst
+ * keeps the batch whole: one fsync for all (PostgreSQL's commit_delay and
+ * MySQL's binlog_group_commit_sync_delay, sized by the load itself).  A
+ * lone writer (last batch 1) never waits; fewer writers than last time
+ * cost one window, after which the batch size has followed them.
+ */
+static void s_gather(kv_commit *c)
+{
+    while (!c->head && !c->stop)
+        pthread_cond_wait(&c->work_cv, &c->mu);
+    if (c->stop || c->n_queued >= c->want)
+        return;
+    int64_t window = c->last_us < KV_COMMIT_WINDOW_US ? c->last_us : KV_COMMIT_WINDOW_US;
+    int64_t end = s_mono_us() + window;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += window * 1000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    while (c->n_queued < c->want && !c->stop && s_mono_us() < end)
+        if (pthread_cond_timedwait(&c->work_cv, &c->mu, &ts) == ETIMEDOUT)
+            break;
+}
 
 static void *s_writer(void *arg)
 {
@@ -34,8 +77,7 @@ static void *s_writer(void *arg)
     }
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (!c->head && !c->stop)
-            pthread_cond_wait(&c->work_cv, &c->mu);
+        s_gather(c);
         if (!c->head)
             break;
         size_t n = 0;
@@ -45,12 +87,16 @@ static void *s_writer(void *arg)
         }
         if (!c->head)
             c->tail = NULL;
+        c->n_queued -= n;
+        c->want = n;
         pthread_mutex_unlock(&c->mu);
 
         int64_t now = kv_now_ms();
         for (size_t i = 0; i < n; i++)
             batch[i]->now = now;
+        int64_t t0 = s_mono_us();
         c->b->kv->apply(c->b, batch, n);
+        int64_t took = s_mono_us() - t0;
         if (c->hook)
             c->hook(c->hook_arg, batch, n);
 
@@ -67,6 +113,7 @@ static void *s_writer(void *arg)
         }
         c->commits++;
         c->ops += n;
+        c->last_us = took;
         pthread_mutex_unlock(&c->mu);
         /* Callbacks outside the lock: they answer (and may free their op). */
         for (size_t i = 0; i < n_cb; i++)
@@ -86,8 +133,13 @@ kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg)
     c->b = b;
     c->hook = hook;
     c->hook_arg = arg;
+    c->want = 1;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->work_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->work_cv, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = pthread_create(&c->thread, NULL, s_writer, c);
     if (rc) {
         svc_error_log("cannot start the store writer: %s", strerror(rc));
@@ -112,7 +164,9 @@ static bool s_queue(kv_commit *c, kv_op *op)
     else
         c->head = op;
     c->tail = op;
-    pthread_cond_signal(&c->work_cv);
+    /* The writer waits for the first op, then for `want` (s_gather). */
+    if (++c->n_queued == 1 || c->n_queued >= c->want)
+        pthread_cond_signal(&c->work_cv);
     return true;
 }
 

@@ -18,6 +18,7 @@
 #include "backend.h"
 
 #define KV_COMMIT_BATCH 4096   /* most ops in one commit */
+#define KV_COMMIT_WINDOW_US 1000   /* longest wait for the rest of a burst of writes (commit.c) */
 
 typedef struct kv_commit kv_commit;
 
