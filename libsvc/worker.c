@@ -31,7 +31,7 @@ struct svc_ctx {
     svc__req *rq;              /* wrapper chain, metadata set by wrappers, trace (wrap.c) */
     zmq_msg_t *route;          /* the caller's routing id, borrowed (svc_ctx_defer) */
     ProtobufCMessage **req;    /* the decoded unary request, or NULL: svc_ctx_defer takes it */
-    svc_deferred *deferred;       /* svc_ctx_defer's answer handle, or NULL */
+    svc_deferred *deferred;    /* svc_ctx_defer's answer handle, or NULL */
 };
 
 void svc__job_free(svc__job *j)
@@ -479,8 +479,8 @@ svc_deferred *svc_ctx_defer(svc_ctx *ctx)
     if (ctx->deferred || !ctx->req || !*ctx->req || !ctx->rq)
         return NULL;
     const char *ct = ctx->hdr->content_type[0] ? ctx->hdr->content_type : SVC_CT_PROTOBUF;
-    ctx->deferred = svc__deferred_new(ctx->svc, ctx->ep, ctx->route, ctx->hdr->id, ct, *ctx->req,
-                                   &ctx->rq->t0);
+    ctx->deferred = svc__deferred_new(ctx->svc, ctx->ep, ctx->route, ctx->hdr->id, ct,
+                                      *ctx->req, &ctx->rq->t0);
     if (ctx->deferred)
         *ctx->req = NULL;   /* the handle owns the request now */
     return ctx->deferred;
