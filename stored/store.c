@@ -326,23 +326,31 @@ static int s_submit(svc_ctx *ctx, kv_change *c)
     return 0;   /* c may be answered and gone already */
 }
 
-/* Checks a change's names and fence; frees c and answers on error. */
-static int s_check_change(svc_ctx *ctx, kv_change *c, const Svc__Store__Fence *fence)
+/*
+ * A new change of kind for database / table, its names and fence checked:
+ * 0 with *out, or the error answered (nothing to free).
+ */
+static int s_begin(svc_ctx *ctx, kv_change_kind kind, const char *what, const char *db,
+                   const char *table, const Svc__Store__Fence *fence, kv_change **out)
 {
+    kv_change *c = s_change(kind, what, db, table);
+    if (!c)
+        return -ENOMEM;
     kv_txn *t = &c->op.txn;
     int rc = s_names(ctx, &t->database, &t->table) ?: s_fence(ctx, fence, t);
-    if (rc)
+    if (rc) {
         s_change_free(c);
-    return rc;
+        return rc;
+    }
+    *out = c;
+    return 0;
 }
 
 static int s_write(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__WriteRequest *in = req;
-    kv_change *c = s_change(KV_CH_WRITE, "write", in->database, in->table);
-    if (!c)
-        return -ENOMEM;
-    int rc = s_check_change(ctx, c, in->fence);
+    kv_change *c;
+    int rc = s_begin(ctx, KV_CH_WRITE, "write", in->database, in->table, in->fence, &c);
     if (rc)
         return rc;
     c->mut = (kv_mut){ .rec = in->record };
@@ -359,10 +367,8 @@ static int s_write(svc_ctx *ctx, const void *req, void *rsp)
 static int s_delete(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__DeleteRequest *in = req;
-    kv_change *c = s_change(KV_CH_DELETE, "delete", in->database, in->table);
-    if (!c)
-        return -ENOMEM;
-    int rc = s_check_change(ctx, c, in->fence);
+    kv_change *c;
+    int rc = s_begin(ctx, KV_CH_DELETE, "delete", in->database, in->table, in->fence, &c);
     if (rc)
         return rc;
     if ((rc = s_key(ctx, in->key)) != 0) {
@@ -378,10 +384,8 @@ static int s_delete(svc_ctx *ctx, const void *req, void *rsp)
 static int s_cas(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__CasRequest *in = req;
-    kv_change *c = s_change(KV_CH_CAS, "compare-and-swap", in->database, in->table);
-    if (!c)
-        return -ENOMEM;
-    int rc = s_check_change(ctx, c, in->fence);
+    kv_change *c;
+    int rc = s_begin(ctx, KV_CH_CAS, "compare-and-swap", in->database, in->table, in->fence, &c);
     if (rc)
         return rc;
     c->mut = (kv_mut){ .rec = in->record };
@@ -446,10 +450,8 @@ static int s_txn_parts(svc_ctx *ctx, const Svc__Store__TxnRequest *in, kv_change
 static int s_txn(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__TxnRequest *in = req;
-    kv_change *c = s_change(KV_CH_TXN, "transaction", in->database, in->table);
-    if (!c)
-        return -ENOMEM;
-    int rc = s_check_change(ctx, c, in->fence);
+    kv_change *c;
+    int rc = s_begin(ctx, KV_CH_TXN, "transaction", in->database, in->table, in->fence, &c);
     if (rc)
         return rc;
     if ((rc = s_txn_parts(ctx, in, c)) != 0) {
