@@ -1,19 +1,20 @@
 /*
  * brokerd/api.c — the svc.broker endpoints.
  *
- * Events.* handlers run on worker threads: each validates its request,
- * submits one op to the backend and waits for it; a publish or ack is
- * therefore answered only after its group commit.  Broker.* handlers never
- * block and run on the loop thread.
+ * Every handler runs on the loop thread and never blocks.  An Events.*
+ * handler validates its request, submits one op to the backend and
+ * returns with its answer deferred; the backend's completion answers it —
+ * a publish or ack only after its group commit, a consume when it has
+ * events or its wait_ms is over — and no thread waits meanwhile.
  */
 #include "api.h"
 #include "topic.h"
 #include "consumer.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,20 +24,27 @@
 #define S_WAIT_MAX 5000    /* below the drain timeout: a stop never waits on a fetch */
 #define S_ACKS_MAX 10000
 
-typedef struct s_sync {
+/*
+ * One op on its way through the backend.  The handler deferred its answer
+ * (svc_ctx_defer: the handle keeps the request the op borrows) and
+ * returned; the backend's done — on the commit thread, or at once when it
+ * refuses — sends the answer and frees it.  So a publish waiting for its
+ * commit, or a consume waiting up to wait_ms for events, holds no thread.
+ */
+typedef struct s_async {
     brk_op op;               /* first: the backend sees only this */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-} s_sync;
+    svc_deferred *d;         /* the answer */
+} s_async;
 
-static void s_done(brk_op *op)
+static void s_async_done(brk_op *op)
 {
-    s_sync *s = op->arg;
-    pthread_mutex_lock(&s->mu);
-    s->done = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    s_async *a = (s_async *)op;
+    if (op->code)
+        svc_deferred_error(&a->d, op->code, "%s", op->detail);
+    else
+        svc_deferred_send(&a->d, op->rsp);
+    protobuf_c_message_free_unpacked(op->rsp, NULL);
+    free(a);
 }
 
 static int64_t s_now(void)
@@ -46,29 +54,35 @@ static int64_t s_now(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Runs one op to completion and maps its failure to the call's error. */
+/*
+ * Submits one op for the request and returns with the answer deferred;
+ * rsp (the handler's, unused) gives the response type.
+ */
 static int s_run(svc_ctx *ctx, brk_op_kind kind, const void *req, void *rsp, uint32_t wait_ms)
 {
     brk_api *api = svc_ctx_data(ctx);
-    s_sync s;
-    memset(&s, 0, sizeof s);
-    s.op.kind = kind;
-    s.op.req = req;
-    s.op.rsp = rsp;
-    s.op.wait_until = s_now() + wait_ms;
-    s.op.done = s_done;
-    s.op.arg = &s;
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
-    api->backend->vt->submit(api->backend, &s.op);
-    svc_handler_blocking();   /* waiting for a commit or for events: let other requests run */
-    pthread_mutex_lock(&s.mu);
-    while (!s.done)
-        pthread_cond_wait(&s.cv, &s.mu);
-    pthread_mutex_unlock(&s.mu);
-    pthread_mutex_destroy(&s.mu);
-    pthread_cond_destroy(&s.cv);
-    return s.op.code ? svc_ctx_error(ctx, s.op.code, "%s", s.op.detail) : 0;
+    const ProtobufCMessageDescriptor *desc = ((ProtobufCMessage *)rsp)->descriptor;
+    s_async *a = calloc(1, sizeof *a);
+    ProtobufCMessage *out = malloc(desc->sizeof_message);
+    if (!a || !out) {
+        free(a);
+        free(out);
+        return -ENOMEM;
+    }
+    protobuf_c_message_init(desc, out);
+    if (!(a->d = svc_ctx_defer(ctx))) {
+        free(a);
+        free(out);
+        return svc_ctx_error(ctx, 500, "out of memory");
+    }
+    a->op.kind = kind;
+    a->op.req = svc_deferred_request(a->d);
+    a->op.rsp = out;
+    a->op.wait_until = s_now() + wait_ms;
+    a->op.done = s_async_done;
+    a->op.arg = a;
+    api->backend->vt->submit(api->backend, &a->op);
+    return 0;   /* a may be answered and gone already */
 }
 
 static bool s_name(const char *s, size_t max)
@@ -258,17 +272,17 @@ static const s_endpoint s_endpoints[] = {
     { "Broker.Stats", s_bstats, &svc__broker__stats_request__descriptor,
       &svc__broker__stats_response__descriptor, true },
     { "Events.Publish", s_publish, &svc__broker__publish_request__descriptor,
-      &svc__broker__publish_response__descriptor, false },
+      &svc__broker__publish_response__descriptor, true },
     { "Events.CreateStream", s_create, &svc__broker__create_stream_request__descriptor,
-      &svc__broker__stream_info__descriptor, false },
+      &svc__broker__stream_info__descriptor, true },
     { "Events.Streams", s_streams, &svc__broker__streams_request__descriptor,
-      &svc__broker__streams_response__descriptor, false },
+      &svc__broker__streams_response__descriptor, true },
     { "Events.StreamInfo", s_info, &svc__broker__stream_info_request__descriptor,
-      &svc__broker__stream_info__descriptor, false },
+      &svc__broker__stream_info__descriptor, true },
     { "Events.Consume", s_consume, &svc__broker__consume_request__descriptor,
-      &svc__broker__consume_response__descriptor, false },
+      &svc__broker__consume_response__descriptor, true },
     { "Events.Ack", s_ack, &svc__broker__ack_request__descriptor,
-      &svc__broker__ack_response__descriptor, false },
+      &svc__broker__ack_response__descriptor, true },
     { NULL, NULL, NULL, NULL, false },
 };
 

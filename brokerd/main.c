@@ -154,21 +154,7 @@ int main(int argc, char **argv)
         free(state_data);
         return 64;
     }
-    /* Waiting consumes hold a worker each: more workers than libsvc's default. */
-    char *args[argc + 3];
-    int n = 0;
-    args[n++] = argv[0];
-    bool workers = getenv("SVC_WORKERS") != NULL;
-    for (int i = 1; i < argc; i++)
-        workers |= strncmp(argv[i], "--workers", 9) == 0;
-    if (!workers) {
-        args[n++] = (char *)"--workers";
-        args[n++] = (char *)"64";
-    }
-    for (int i = 1; i < argc; i++)
-        args[n++] = argv[i];
-    args[n] = NULL;
-    svc_service *s = svc_new("svc.broker", n, args);
+    svc_service *s = svc_new("svc.broker", argc, argv);
     if (!s) {
         free(state_data);
         return 1;

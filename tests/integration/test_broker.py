@@ -522,6 +522,41 @@ def test_brokerd_sigterm_with_waiting_consumer_exits_clean(p):
     check(info(p, "st")["messages"] == "1", "event lost over a clean restart")
 
 
+def test_waiting_consumers_hold_no_worker(p):
+    """20 long polls at once on a brokerd with 2 worker threads: a publish made
+    while they wait is acknowledged at once, and every poll returns with it
+    long before its wait_ms (a poll that held a worker would starve the rest)."""
+    start_broker(p, "--workers", "2")
+    n = 20
+    publish_event(p, "lp", b"first")
+    for i in range(n):   # each group's consumer exists and has taken "first"
+        r = ok(p, "Events.Consume", {"stream": "lp", "group": "g%d" % i, "batch": 1})
+        check(len(r["events"]) == 1, "group g%d's first event: %r" % (i, r))
+    import threading
+    res = [None] * n
+
+    def poll(i):
+        r = call(p, "Events.Consume", {"stream": "lp", "group": "g%d" % i, "batch": 1,
+                                       "wait_ms": 5000})
+        res[i] = (r, time.monotonic())
+    ts = [threading.Thread(target=poll, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    time.sleep(1.0)   # every poll is waiting in brokerd by now
+    t0 = time.monotonic()
+    publish_event(p, "lp", b"second")
+    took = time.monotonic() - t0
+    for t in ts:
+        t.join(15)
+    check(took < 2.5, "publish took %.1fs while %d polls waited" % (took, n))
+    for i, r in enumerate(res):
+        check(r is not None, "poll %d never returned" % i)
+        (code, ans), at = r
+        check(code == 0 and [e["body"] for e in ans["events"]] == [b64(b"second")],
+              "poll %d got %r" % (i, ans))
+        check(at - t0 < 3.5, "poll %d returned %.1fs after the publish (wait_ms 5000)" % (i, at - t0))
+
+
 def test_subscriber_resubscribes_after_brokerd_restart(p):
     b = start_broker(p)
     sub = spawn_sub(p, "sub", "--topic", "re.*", "--count", "1", "--seconds", "60")
