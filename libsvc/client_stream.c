@@ -231,6 +231,46 @@ static int s_control(svc_client_stream *st, Svc__Kind kind, uint32_t credit)
     return s_put(st, &h, NULL, 0);
 }
 
+/* How long a cancel waits for the PONG behind it (s_cancel). */
+#define S_CANCEL_WAIT_MS 200
+
+/*
+ * Sends STREAM_CANCEL and a PING behind it, then drops what arrives until
+ * the PONG, for S_CANCEL_WAIT_MS at most.  The server sends nothing more of
+ * a cancelled stream (9.5) and answers the PING after everything it sent
+ * before, so after the PONG the cancel has arrived and the connection is
+ * quiet when its socket closes.  That matters: libzmq 4.3 closing a socket
+ * while its I/O thread is still taking what the socket just sent (the
+ * cancel) drops the frames of a message it is half-way receiving without
+ * closing them (pipe_t::process_pipe_term in state delimiter_received does
+ * not roll back), which leaks them and the 18 KB receive buffer they hold.
+ */
+static void s_cancel(svc_client_stream *st)
+{
+    s_control(st, SVC__KIND__STREAM_CANCEL, 0);
+    if (svc__conn_events(st->conn))
+        return;   /* the connection is lost: nothing more comes */
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__PING;
+    h.id = st->id;
+    int64_t until = svc__now_ms() + S_CANCEL_WAIT_MS;
+    if (svc__wire_send(st->conn->sock, NULL, &h, NULL, 0, ZMQ_DONTWAIT) < 0)
+        return;
+    while (svc__now_ms() < until) {
+        svc__msg m;
+        char why[128];
+        int rc = svc__conn_recv(st->conn, &m, until, why, sizeof why);
+        if (rc == SVC_EPROTO)
+            continue;
+        if (rc < 0)
+            return;   /* no PONG in time, or the connection is lost */
+        bool pong = m.hdr->kind == SVC__KIND__PONG && m.hdr->id == st->id;
+        svc__msg_close(&m);
+        if (pong)
+            return;
+    }
+}
+
 /* Records the end of the stream (first end wins). */
 static void s_end(svc_client_stream *st, int rc, const char *id, int code, const char *detail)
 {
@@ -246,7 +286,7 @@ static void s_end(svc_client_stream *st, int rc, const char *id, int code, const
 static void s_violation(svc_client_stream *st, const char *why)
 {
     if (!st->ended)
-        s_control(st, SVC__KIND__STREAM_CANCEL, 0);
+        s_cancel(st);
     char d[256];
     snprintf(d, sizeof d, "%s by the server on \"%s\"", why, st->conn->address);
     s_end(st, SVC_EREMOTE, S_ID, 400, d);
@@ -276,7 +316,7 @@ static int s_read(svc_client_stream *st, int64_t deadline, svc__msg *m)
             continue;
         if (rc == SVC_ETIMEOUT && by_stream) {
             /* The stream's own deadline: over, here as at the server (408). */
-            s_control(st, SVC__KIND__STREAM_CANCEL, 0);
+            s_cancel(st);
             s_end(st, SVC_EREMOTE, S_ID, 408, "stream deadline exceeded");
             return rc;
         }
@@ -501,8 +541,8 @@ void svc_client_stream_cancel(svc_client_stream *st)
         return;
     st->cancelled = true;
     if (!st->ended) {
-        s_control(st, SVC__KIND__STREAM_CANCEL, 0);
-        int linger = 200;   /* let the cancel leave before the socket closes */
+        s_cancel(st);
+        int linger = 200;   /* if no PONG came: let the cancel leave before the socket closes */
         zmq_setsockopt(st->conn->sock, ZMQ_LINGER, &linger, sizeof linger);
         s_end(st, SVC_ECLOSED, S_ID, 499, "stream cancelled");
     }

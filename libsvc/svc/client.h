@@ -406,8 +406,10 @@ int svc_client_stream_recv(svc_client_stream *st, int timeout_ms, svc_reply *out
 
 /*
  * Abandons the stream now: STREAM_CANCEL to the server (whose handler sees
- * the stream closed), and messages still arriving are dropped.  Safe to
- * call more than once or after the end.
+ * the stream closed), and messages still arriving are dropped.  A PING
+ * follows the cancel and this waits for its PONG, one round trip and at
+ * most 200 ms, so that nothing is still arriving when the connection
+ * closes.  Safe to call more than once or after the end.
  */
 void svc_client_stream_cancel(svc_client_stream *st);
 

@@ -389,6 +389,36 @@ TEST(a_reader_that_stops_stalls_the_writer)
     svc_error_release(&err);
 }
 
+/*
+ * Cancels while the server is sending: each reaches the handler.  Under
+ * ASan this also checks that closing a stream mid-flow leaks nothing (a
+ * socket closed while a message was half-received, just after it sent the
+ * cancel, used to leak that message's frames and libzmq's 18 KB buffer).
+ */
+TEST(cancels_while_the_server_sends_reach_it_and_leak_nothing)
+{
+    for (int k = 0; k < 50; k++) {
+        int closed_before = atomic_load(&s_closed_seen);
+        svc_client_stream *st = s_open("T.Flood");
+        CHECK(st != NULL);
+        if (!st)
+            return;
+        svc_error err = SVC_ERROR_INIT;
+        int rc = 0;
+        for (int i = 0; i < SVC_STREAM_WINDOW && rc == 0; i++) {   /* it keeps sending */
+            svc_reply r = SVC_REPLY_INIT;
+            rc = svc_client_stream_recv(st, 5000, &r, &err);
+            svc_reply_release(&r);
+        }
+        CHECK_INT(rc, 0);
+        svc_client_stream_close(&st);
+        CHECK(s_await(&s_closed_seen, closed_before + 1));
+        svc_error_release(&err);
+        if (rc != 0)
+            return;
+    }
+}
+
 TEST(a_server_that_does_not_read_stalls_the_client)
 {
     int open_before = atomic_load(&s_handlers_open);
@@ -520,6 +550,7 @@ static const test_case tests[] = {
     T(client_cancel_reaches_the_handler),
     T(server_cancel_reaches_a_sending_client),
     T(a_reader_that_stops_stalls_the_writer),
+    T(cancels_while_the_server_sends_reach_it_and_leak_nothing),
     T(a_server_that_does_not_read_stalls_the_client),
     T(stream_deadline_ends_both_sides),
     T(a_burst_beyond_the_credit_waits_in_order_up_to_send_hwm),
