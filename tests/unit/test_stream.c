@@ -487,8 +487,10 @@ TEST(a_burst_beyond_the_credit_waits_in_order_up_to_send_hwm)
     atomic_store(&s_burst_accepted, -1);
     CHECK_INT(svc_client_stream_open_kind(s_client, "t", "T.Burst", SVC_STREAM_SERVER, body, len,
                                           &o, &st, &err), 0);
-    if (!st)
+    if (!st) {
+        svc_error_release(&err);
         return;
+    }
     for (int i = 0; i < 500 && atomic_load(&s_burst_accepted) < 0; i++)
         s_sleep_ms(10);
     CHECK_INT(atomic_load(&s_burst_accepted), SVC_STREAM_WINDOW + 2000);
