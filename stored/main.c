@@ -20,7 +20,6 @@
 #define KV_ENV_MAP      "SVC_STORE_MAP_SIZE"
 #define KV_DEFAULT_DIR  "/var/lib/svc/store"
 #define KV_DEFAULT_MAP  1024           /* MiB */
-#define KV_WORKERS      "64"           /* Sync.Lock waits hold a worker each: room for many */
 #define KV_REAP_MS      250
 
 typedef struct kv_flags {
@@ -36,8 +35,8 @@ static void s_usage(void)
            "  --data-dir DIR               " KV_ENV_DIR "          LMDB files (default $SVC_STATE_DIR/store,\n"
            "                                                      set by the supervisor; else " KV_DEFAULT_DIR ")\n"
            "  --map-size MIB               " KV_ENV_MAP "     largest store size (default %d)\n"
-           "  (--workers defaults to " KV_WORKERS " here: each Sync.Lock waiting for its lock holds one;\n"
-           "  writes hold none: the commit thread answers them)\n\n",
+           "  (a write waiting for its commit, or a lock call waiting for its lock, holds no\n"
+           "  thread: the commit thread answers them)\n\n",
            KV_DEFAULT_MAP);
     fflush(stdout);
 }
@@ -122,7 +121,6 @@ int main(int argc, char **argv)
     int code = s_flags(&argc, argv, &f);
     if (code)
         return code;
-    setenv("SVC_WORKERS", KV_WORKERS, 0);
     svc_service *s = svc_new("svc.store", argc, argv);
     if (!s)
         return 1;
@@ -152,7 +150,7 @@ int main(int argc, char **argv)
 
 out_reaper:
     kv_reaper_stop(&reaper);
-    kv_sync_destroy(&st.sync);   /* ends Observe streams before the service goes */
+    kv_sync_stop(st.sync);       /* ends Observe streams and lock waits before the service goes */
     kv_commit_stop(&st.commit);
 out_sync:
     kv_sync_destroy(&st.sync);

@@ -57,7 +57,14 @@ kv_sync *kv_sync_new(kv_state *st);
 void kv_sync_committed(void *arg, kv_op **ops, size_t n);
 /* Starts the observer thread; 0 or a negative code. */
 int kv_sync_start(kv_sync *s);
-/* Ends every Observe stream, stops the thread, frees; *s becomes NULL. */
+/*
+ * Stops the thread, ends every Observe stream and answers every waiting
+ * acquire 503; from then on a lock call that would wait is answered 503.
+ * Before kv_commit_stop: the writer's last callbacks then find it stopped.
+ * Safe on NULL, and twice.
+ */
+void kv_sync_stop(kv_sync *s);
+/* kv_sync_stop, then frees; *s becomes NULL.  After kv_commit_stop. */
 void kv_sync_destroy(kv_sync **s);
 
 /* reaper.c: every interval_ms queues a REAP op; every second backend maintenance. */

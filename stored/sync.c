@@ -4,10 +4,13 @@
  * A lock is a lease: granted with the next store revision as its fencing
  * token, durable like any write (so a restart of stored does not hand a
  * held lock to a second client), and free again when its holder unlocks it
- * or lets its TTL pass without Sync.Refresh.  Lock with wait_ms > 0 blocks
- * its worker until the lock is released (woken by the commit hook) or the
- * holder's lease ends, whichever is first, bounded by wait_ms, the caller's
- * deadline and the service stopping.
+ * or lets its TTL pass without Sync.Refresh.  Every Sync.* call runs on the
+ * loop thread and defers its answer (svc_ctx_defer): its lock op goes to
+ * the group-commit writer, whose callback answers it.  A Lock or Campaign
+ * with wait_ms > 0 that finds the lock held is parked, holding no thread,
+ * and tried again when a lock changes (the commit hook) or the holder's
+ * lease ends (the sync thread), until wait_ms, the caller's deadline or
+ * the service stopping ends the wait.
  *
  * An election NAME is lock "leader/NAME" whose owner is the candidate; the
  * term is the lock's token.  Observe streams are served by one thread that
@@ -18,6 +21,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,28 @@ typedef struct s_observer {
     struct s_observer *next;
 } s_observer;
 
+/* What a lock call answers. */
+typedef enum s_answer { S_ANS_LOCK, S_ANS_CAMPAIGN, S_ANS_RELEASE } s_answer;
+
+/*
+ * A lock call on its way: its op goes through the writer, whose callback
+ * (s_done) answers it — or parks it (kv_sync.parked) when it may wait for
+ * a held lock.
+ */
+typedef struct s_call {
+    kv_op op;                      /* KV_OP_LOCK; id points at `id` */
+    kv_sync *sync;
+    svc_deferred *d;               /* the answer; keeps the request (owner) alive */
+    s_answer answer;
+    const char *what;              /* "lock", "leadership", "refresh", "unlock", "resign" */
+    char id[KV_MAX_LOCK_ID + 1];   /* the lock id (a Campaign's "leader/NAME") */
+    int64_t deadline;              /* acquire: unix ms it may wait until */
+    bool waits;                    /* acquire with wait_ms > 0 */
+    unsigned long long gen;        /* the lock generation when last submitted */
+    int64_t retry_at;              /* parked: try again at the latest then (lease end) */
+    struct s_call *next;           /* in kv_sync.parked */
+} s_call;
+
 struct kv_sync {
     kv_state *st;             /* the daemon */
     pthread_mutex_t mu;       /* guards everything below */
@@ -41,9 +67,12 @@ struct kv_sync {
     unsigned long long gen;   /* bumps at every lock change */
     s_observer *observers;
     size_t n_observers;
-    pthread_t thread;         /* serves observers */
+    s_call *parked;           /* acquires waiting for a held lock */
+    pthread_t thread;         /* serves observers, retries parked acquires at lease ends */
     bool running, stop;
 };
+
+static void s_submit(kv_sync *s, s_call *c);
 
 /* ---- waiting ----------------------------------------------------------------- */
 
@@ -58,28 +87,148 @@ void kv_sync_committed(void *arg, kv_op **ops, size_t n)
         return;
     pthread_mutex_lock(&s->mu);
     s->gen++;
+    s_call *list = s->parked;   /* a lock changed: every waiter tries again */
+    s->parked = NULL;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    for (s_call *c = list, *next; c; c = next) {
+        next = c->next;
+        s_submit(s, c);
+    }
 }
 
-/* Waits until the lock generation moves past gen or unix ms `until`. */
-static void s_wait(kv_sync *s, unsigned long long gen, int64_t until)
+/* ---- answering ------------------------------------------------------------------ */
+
+static void s_call_free(s_call *c)
 {
-    struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000 };
-    svc_handler_blocking();
+    free(c);
+}
+
+/* Answers c with an error and frees it. */
+static void s_fail(s_call *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void s_fail(s_call *c, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    svc_deferred_error(&c->d, code, "%s", msg);
+    s_call_free(c);
+}
+
+/* Answers c from its granted, refreshed or released op and frees it. */
+static void s_succeed(s_call *c)
+{
+    const kv_lock *lk = &c->op.lock;
+    switch (c->answer) {
+    case S_ANS_LOCK: {
+        Svc__Store__LockResponse out = SVC__STORE__LOCK_RESPONSE__INIT;
+        out.token = lk->kind == KV_LOCK_ACQUIRE ? lk->new_token : lk->token;
+        out.expiry = lk->expiry;
+        svc_deferred_send(&c->d, &out.base);
+        break;
+    }
+    case S_ANS_CAMPAIGN: {
+        Svc__Store__CampaignResponse out = SVC__STORE__CAMPAIGN_RESPONSE__INIT;
+        out.term = lk->new_token;
+        out.expiry = lk->expiry;
+        svc_deferred_send(&c->d, &out.base);
+        break;
+    }
+    case S_ANS_RELEASE: {
+        /* Unlock and Resign answer empty messages of their own types. */
+        const ProtobufCMessageDescriptor *d = !strcmp(c->what, "unlock")
+                                                  ? &svc__store__unlock_response__descriptor
+                                                  : &svc__store__resign_response__descriptor;
+        ProtobufCMessage *out = malloc(d->sizeof_message);
+        if (out) {
+            protobuf_c_message_init(d, out);
+            svc_deferred_send(&c->d, out);
+            free(out);
+        } else {
+            svc_deferred_error(&c->d, 500, "out of memory");
+        }
+        break;
+    }
+    }
+    s_call_free(c);
+}
+
+/* Parks c until a lock changes or retry_at; answers 503 when the sync is stopping. */
+static void s_park(kv_sync *s, s_call *c, int64_t retry_at)
+{
+    c->retry_at = retry_at;
     pthread_mutex_lock(&s->mu);
-    while (s->gen == gen && !s->stop && kv_now_ms() < until)
-        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
-            break;
+    if (s->stop || svc_stopping(s->st->svc)) {
+        pthread_mutex_unlock(&s->mu);
+        s_fail(c, 503, "stored is stopping");
+        return;
+    }
+    if (s->gen != c->gen) {
+        /* A lock changed since it was submitted: at once again. */
+        pthread_mutex_unlock(&s->mu);
+        s_submit(s, c);
+        return;
+    }
+    c->next = s->parked;
+    s->parked = c;
+    pthread_cond_broadcast(&s->cv);   /* the sync thread's next wake may now be sooner */
     pthread_mutex_unlock(&s->mu);
 }
 
-static unsigned long long s_gen(kv_sync *s)
+/* The writer's callback: answers c, or parks it to wait for the lock. */
+static void s_done(kv_op *op, void *arg)
+{
+    s_call *c = arg;
+    int rc = op->rc;
+    if (rc == 0) {
+        s_succeed(c);
+        return;
+    }
+    if (rc == -EBUSY) {
+        int64_t now = kv_now_ms();
+        if (c->waits && now < c->deadline) {
+            int64_t lease_end = op->lock.expiry;
+            s_park(c->sync, c, lease_end < c->deadline ? lease_end : c->deadline);
+            return;
+        }
+        s_fail(c, 409, "%s \"%s\" is held%s", c->what, c->id,
+               c->waits ? " (waited until the deadline)" : "");
+        return;
+    }
+    if (rc == -ESTALE) {
+        s_fail(c, 409, "token %lld no longer holds \"%s\"", (long long)op->lock.token, c->id);
+        return;
+    }
+    char msg[256];
+    int code = kv_error_code(rc, c->what, msg, sizeof msg);
+    s_fail(c, code, "%s", msg);
+}
+
+/* (Re)submits c's op to the writer. */
+static void s_submit(kv_sync *s, s_call *c)
 {
     pthread_mutex_lock(&s->mu);
-    unsigned long long g = s->gen;
+    c->gen = s->gen;
     pthread_mutex_unlock(&s->mu);
-    return g;
+    if (kv_commit_submit(s->st->commit, &c->op, s_done, c) != 0)
+        s_fail(c, 503, "stored is stopping");
+}
+
+/* Takes the answer of the current call into c and hands its op to the writer. */
+static int s_start(svc_ctx *ctx, s_call *c)
+{
+    kv_state *st = svc_ctx_data(ctx);
+    c->sync = st->sync;
+    c->op.kind = KV_OP_LOCK;
+    c->op.lock.id = c->id;
+    if (!(c->d = svc_ctx_defer(ctx))) {
+        s_call_free(c);
+        return svc_ctx_error(ctx, 500, "out of memory");
+    }
+    s_submit(st->sync, c);
+    return 0;   /* c may be answered and gone already */
 }
 
 static int s_ttl(svc_ctx *ctx, int64_t *ttl)
@@ -92,62 +241,50 @@ static int s_ttl(svc_ctx *ctx, int64_t *ttl)
     return 0;
 }
 
-/*
- * Acquires lock id for owner, waiting up to wait_ms.  0 with *token and
- * *expiry, or the answered error.
- */
-static int s_acquire(svc_ctx *ctx, const char *id, const char *owner, int64_t ttl, int64_t wait_ms,
-                     const char *what, int64_t *token, int64_t *expiry)
+/* A new call on lock id (1..KV_MAX_LOCK_ID bytes, checked by the caller). */
+static s_call *s_call_new(s_answer answer, const char *what, const char *id)
+{
+    s_call *c = calloc(1, sizeof *c);
+    if (c) {
+        c->answer = answer;
+        c->what = what;
+        snprintf(c->id, sizeof c->id, "%s", id);
+    }
+    return c;
+}
+
+/* Acquires lock id for owner (borrowed from the request), waiting up to wait_ms. */
+static int s_acquire(svc_ctx *ctx, s_answer answer, const char *id, const char *owner, int64_t ttl,
+                     int64_t wait_ms, const char *what)
 {
     kv_state *st = svc_ctx_data(ctx);
     if (wait_ms < 0 || wait_ms > KV_MAX_LOCK_TTL_MS)
         return svc_ctx_error(ctx, 400, "wait_ms %lld is outside 0 .. %lld", (long long)wait_ms,
                              (long long)KV_MAX_LOCK_TTL_MS);
+    if (svc_stopping(st->svc))
+        return svc_ctx_error(ctx, 503, "stored is stopping");
     int left = svc_ctx_remaining_ms(ctx);
     /* Leave the answer time to travel before the caller's deadline. */
     if (left >= 0 && wait_ms > left - 50)
         wait_ms = left > 50 ? left - 50 : 0;
-    int64_t deadline = kv_now_ms() + wait_ms;
-    for (;;) {
-        unsigned long long gen = s_gen(st->sync);
-        kv_op op = { .kind = KV_OP_LOCK, .lock = { .kind = KV_LOCK_ACQUIRE, .id = id,
-                                                   .owner = owner, .ttl_ms = ttl } };
-        int rc = kv_commit_run(st->commit, &op);
-        if (rc == 0) {
-            *token = op.lock.new_token;
-            *expiry = op.lock.expiry;
-            return 0;
-        }
-        if (rc != -EBUSY)
-            return kv_answer(ctx, rc, what);
-        int64_t now = kv_now_ms();
-        if (now >= deadline)
-            return svc_ctx_error(ctx, 409, "%s \"%s\" is held%s", what, id,
-                                 wait_ms ? " (waited until the deadline)" : "");
-        if (svc_stopping(st->svc))
-            return svc_ctx_error(ctx, 503, "stored is stopping");
-        /* Wake at release, at the holder's lease end, or every 200 ms to see a stop. */
-        int64_t until = op.lock.expiry < deadline ? op.lock.expiry : deadline;
-        if (until > now + 200)
-            until = now + 200;
-        s_wait(st->sync, gen, until);
-    }
+    s_call *c = s_call_new(answer, what, id);
+    if (!c)
+        return -ENOMEM;
+    c->op.lock = (kv_lock){ .kind = KV_LOCK_ACQUIRE, .owner = owner, .ttl_ms = ttl };
+    c->waits = wait_ms > 0;
+    c->deadline = kv_now_ms() + wait_ms;
+    return s_start(ctx, c);
 }
 
-/* Refresh or release of id by token; the answered error, or 0 with *expiry. */
+/* Refresh or release of id by token. */
 static int s_holder_op(svc_ctx *ctx, kv_lock_kind kind, const char *id, int64_t token, int64_t ttl,
-                       const char *what, int64_t *expiry)
+                       const char *what)
 {
-    kv_state *st = svc_ctx_data(ctx);
-    kv_op op = { .kind = KV_OP_LOCK, .lock = { .kind = kind, .id = id, .token = token, .ttl_ms = ttl } };
-    int rc = kv_commit_run(st->commit, &op);
-    if (rc == -ESTALE)
-        return svc_ctx_error(ctx, 409, "token %lld no longer holds \"%s\"", (long long)token, id);
-    if (rc)
-        return kv_answer(ctx, rc, what);
-    if (expiry)
-        *expiry = op.lock.expiry;
-    return 0;
+    s_call *c = s_call_new(kind == KV_LOCK_REFRESH ? S_ANS_LOCK : S_ANS_RELEASE, what, id);
+    if (!c)
+        return -ENOMEM;
+    c->op.lock = (kv_lock){ .kind = kind, .token = token, .ttl_ms = ttl };
+    return s_start(ctx, c);
 }
 
 /* ---- locks -------------------------------------------------------------------- */
@@ -155,32 +292,29 @@ static int s_holder_op(svc_ctx *ctx, kv_lock_kind kind, const char *id, int64_t 
 static int s_lock(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__LockRequest *in = req;
-    Svc__Store__LockResponse *out = rsp;
     int64_t ttl = in->ttl_ms;
     int rc = kv_check_text(ctx, "lock id", in->id, KV_MAX_LOCK_ID, false) ?:
              kv_check_text(ctx, "owner", in->owner, KV_MAX_LOCK_ID, true) ?: s_ttl(ctx, &ttl);
     if (rc)
         return rc;
-    return s_acquire(ctx, in->id, in->owner, ttl, in->wait_ms, "lock", &out->token, &out->expiry);
+    return s_acquire(ctx, S_ANS_LOCK, in->id, in->owner, ttl, in->wait_ms, "lock");
 }
 
 static int s_refresh(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__RefreshRequest *in = req;
-    Svc__Store__LockResponse *out = rsp;
     int64_t ttl = in->ttl_ms;
     int rc = kv_check_text(ctx, "lock id", in->id, KV_MAX_LOCK_ID, false) ?: s_ttl(ctx, &ttl);
     if (rc)
         return rc;
-    out->token = in->token;
-    return s_holder_op(ctx, KV_LOCK_REFRESH, in->id, in->token, ttl, "refresh", &out->expiry);
+    return s_holder_op(ctx, KV_LOCK_REFRESH, in->id, in->token, ttl, "refresh");
 }
 
 static int s_unlock(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__UnlockRequest *in = req;
     int rc = kv_check_text(ctx, "lock id", in->id, KV_MAX_LOCK_ID, false);
-    return rc ?: s_holder_op(ctx, KV_LOCK_RELEASE, in->id, in->token, 0, "unlock", NULL);
+    return rc ?: s_holder_op(ctx, KV_LOCK_RELEASE, in->id, in->token, 0, "unlock");
 }
 
 static int s_locks(svc_ctx *ctx, const void *req, void *rsp)
@@ -205,14 +339,13 @@ static int s_election(svc_ctx *ctx, const char *name, char *buf, size_t len)
 static int s_campaign(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__CampaignRequest *in = req;
-    Svc__Store__CampaignResponse *out = rsp;
     char id[KV_MAX_LOCK_ID + 1];
     int64_t ttl = in->ttl_ms;
     int rc = s_election(ctx, in->name, id, sizeof id) ?:
              kv_check_text(ctx, "candidate", in->candidate, KV_MAX_LOCK_ID, false) ?: s_ttl(ctx, &ttl);
     if (rc)
         return rc;
-    return s_acquire(ctx, id, in->candidate, ttl, in->wait_ms, "leadership", &out->term, &out->expiry);
+    return s_acquire(ctx, S_ANS_CAMPAIGN, id, in->candidate, ttl, in->wait_ms, "leadership");
 }
 
 static int s_leader(svc_ctx *ctx, const void *req, void *rsp)
@@ -243,7 +376,7 @@ static int s_resign(svc_ctx *ctx, const void *req, void *rsp)
     const Svc__Store__ResignRequest *in = req;
     char id[KV_MAX_LOCK_ID + 1];
     int rc = s_election(ctx, in->name, id, sizeof id);
-    return rc ?: s_holder_op(ctx, KV_LOCK_RELEASE, id, in->term, 0, "resign", NULL);
+    return rc ?: s_holder_op(ctx, KV_LOCK_RELEASE, id, in->term, 0, "resign");
 }
 
 /* ---- observers ------------------------------------------------------------------- */
@@ -348,8 +481,36 @@ static void *s_observer_thread(void *arg)
             s->observers = keep;
             keep = next;
         }
+        /* Parked acquires whose holder's lease (or own wait) is over try again;
+         * while the service stops they are answered 503, so its drain ends. */
+        int64_t now = kv_now_ms(), until = now + KV_OBSERVE_TICK_MS;
+        bool stopping = svc_stopping(s->st->svc);
+        s_call *due = NULL;
+        for (s_call **cp = &s->parked; *cp;) {
+            s_call *c = *cp;
+            if (stopping || c->retry_at <= now) {
+                *cp = c->next;
+                c->next = due;
+                due = c;
+            } else {
+                if (c->retry_at < until)
+                    until = c->retry_at;
+                cp = &c->next;
+            }
+        }
+        if (due) {
+            pthread_mutex_unlock(&s->mu);
+            for (s_call *c = due, *cnext; c; c = cnext) {
+                cnext = c->next;
+                if (stopping)
+                    s_fail(c, 503, "stored is stopping");
+                else
+                    s_submit(s, c);
+            }
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
         if (s->gen == gen && !s->stop) {
-            int64_t until = kv_now_ms() + KV_OBSERVE_TICK_MS;
             struct timespec ts = { .tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000 };
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
@@ -378,21 +539,37 @@ int kv_sync_start(kv_sync *s)
     return 0;
 }
 
+void kv_sync_stop(kv_sync *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    s_call *parked = s->parked;
+    s->parked = NULL;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->running)
+        pthread_join(s->thread, NULL);
+    s->running = false;
+    for (s_observer *o = s->observers, *next; o; o = next) {
+        next = o->next;
+        s_observer_free(o);
+    }
+    s->observers = NULL;
+    s->n_observers = 0;
+    for (s_call *c = parked, *next; c; c = next) {
+        next = c->next;
+        s_fail(c, 503, "stored is stopping");
+    }
+}
+
 void kv_sync_destroy(kv_sync **sp)
 {
     kv_sync *s = sp ? *sp : NULL;
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    if (s->running)
-        pthread_join(s->thread, NULL);
-    for (s_observer *o = s->observers, *next; o; o = next) {
-        next = o->next;
-        s_observer_free(o);
-    }
+    kv_sync_stop(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -400,7 +577,7 @@ void kv_sync_destroy(kv_sync **sp)
 }
 
 #define EP(n, f, rq, rs) { "Sync." #n, f, NULL, &svc__store__##rq##__descriptor, \
-                           &svc__store__##rs##__descriptor, false }
+                           &svc__store__##rs##__descriptor, true }
 
 const kv_endpoint kv_sync_endpoints[] = {
     EP(Lock, s_lock, lock_request, lock_response),

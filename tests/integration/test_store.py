@@ -429,6 +429,59 @@ def test_lock_has_at_most_one_holder_over_contended_rounds(p):
     check(code == 409 and "held" in e["detail"], "second lock without wait: %r" % e)
 
 
+def test_lock_waiters_hold_no_worker_and_each_gets_the_lock_in_turn(p):
+    """More waiting Sync.Lock calls than stored has workers (1): another lock is
+    granted at once while they wait, and as each holder's lease runs out the
+    next waiter gets the lock, every grant with a larger fencing token."""
+    st = started(p, "--workers", "1")
+    n = 8 if harness.SANITIZED else 20
+    first = st.ok("Sync.Lock", {"id": "busy", "ttl_ms": 2000, "owner": "first"})
+    got = [None] * n
+
+    def waiter(i):
+        got[i] = call(st.address, "Sync.Lock", {"id": "busy", "ttl_ms": 100, "wait_ms": 15000,
+                                                "owner": "w%d" % i}, 20000)
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)   # the waiters are in stored, waiting for "first"'s 2 s lease to end
+    t0 = time.monotonic()
+    other = st.ok("Sync.Lock", {"id": "free", "ttl_ms": 10000, "owner": "other"})
+    took = time.monotonic() - t0
+    for t in threads:
+        t.join(30)
+    check(took < 1.0, "a free lock took %.1fs while %d calls waited on a held one" % (took, n))
+    check(int(other["token"]) > int(first["token"]), "tokens %r %r" % (first, other))
+    tokens = []
+    for i, r in enumerate(got):
+        check(r is not None and r[0] == 0, "waiter %d: %r" % (i, r))
+        tokens.append(int(r[1]["token"]))
+    check(len(set(tokens)) == n and min(tokens) > int(first["token"]),
+          "grants %r after the first %s" % (sorted(tokens), first["token"]))
+
+
+def test_stored_stops_promptly_with_a_lock_call_waiting(p):
+    """SIGTERM while a Sync.Lock waits (wait_ms 10 s): the waiter is answered
+    503 and stored exits cleanly within a couple of seconds, not at the end of
+    the wait or of the drain timeout."""
+    st = started(p)
+    st.ok("Sync.Lock", {"id": "held", "ttl_ms": 30000, "owner": "a"})
+    res = []
+    t = threading.Thread(target=lambda: res.append(
+        call(st.address, "Sync.Lock", {"id": "held", "ttl_ms": 1000, "wait_ms": 10000, "owner": "b"},
+             15000)))
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    code = st.proc.stop(15)
+    took = time.monotonic() - t0
+    t.join(15)
+    check(code == 0, "stored exited %r: %s" % (code, st.proc.output()[-500:]))
+    check(took < 3.0, "stop took %.1fs with a lock call waiting" % took)
+    check(res and res[0][0] != 0 and res[0][1].get("code") == 503,
+          "the waiting lock call got %r" % (res,))
+
+
 def test_lock_stalled_holder_loses_it_and_its_fenced_write_is_rejected(p):
     st = started(p)
     holder = subprocess.Popen([sys.executable, os.path.join(HERE, "storehelper.py"), "hold", st.address, "job", "1000"],
