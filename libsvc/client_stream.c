@@ -234,41 +234,11 @@ static int s_control(svc_client_stream *st, Svc__Kind kind, uint32_t credit)
 /* How long a cancel waits for the PONG behind it (s_cancel). */
 #define S_CANCEL_WAIT_MS 200
 
-/*
- * Sends STREAM_CANCEL and a PING behind it, then drops what arrives until
- * the PONG, for S_CANCEL_WAIT_MS at most.  The server sends nothing more of
- * a cancelled stream (9.5) and answers the PING after everything it sent
- * before, so after the PONG the cancel has arrived and the connection is
- * quiet when its socket closes.  That matters: libzmq 4.3 closing a socket
- * while its I/O thread is still taking what the socket just sent (the
- * cancel) drops the frames of a message it is half-way receiving without
- * closing them (pipe_t::process_pipe_term in state delimiter_received does
- * not roll back), which leaks them and the 18 KB receive buffer they hold.
- */
+/* Sends STREAM_CANCEL, then waits for the connection to go quiet (svc__conn_quiesce). */
 static void s_cancel(svc_client_stream *st)
 {
     s_control(st, SVC__KIND__STREAM_CANCEL, 0);
-    if (svc__conn_events(st->conn))
-        return;   /* the connection is lost: nothing more comes */
-    Svc__Header h = SVC__HEADER__INIT;
-    h.kind = SVC__KIND__PING;
-    h.id = st->id;
-    int64_t until = svc__now_ms() + S_CANCEL_WAIT_MS;
-    if (svc__wire_send(st->conn->sock, NULL, &h, NULL, 0, ZMQ_DONTWAIT) < 0)
-        return;
-    while (svc__now_ms() < until) {
-        svc__msg m;
-        char why[128];
-        int rc = svc__conn_recv(st->conn, &m, until, why, sizeof why);
-        if (rc == SVC_EPROTO)
-            continue;
-        if (rc < 0)
-            return;   /* no PONG in time, or the connection is lost */
-        bool pong = m.hdr->kind == SVC__KIND__PONG && m.hdr->id == st->id;
-        svc__msg_close(&m);
-        if (pong)
-            return;
-    }
+    svc__conn_quiesce(st->conn, st->id, S_CANCEL_WAIT_MS);
 }
 
 /* Records the end of the stream (first end wins). */

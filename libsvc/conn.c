@@ -218,3 +218,28 @@ int svc__conn_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, si
             return SVC_ETIMEOUT;
     }
 }
+
+void svc__conn_quiesce(svc__conn *c, uint64_t id, int wait_ms)
+{
+    if (svc__conn_events(c))
+        return;   /* the connection is lost: nothing more comes */
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__PING;
+    h.id = id;
+    int64_t until = svc__now_ms() + wait_ms;
+    if (svc__wire_send(c->sock, NULL, &h, NULL, 0, ZMQ_DONTWAIT) < 0)
+        return;
+    while (svc__now_ms() < until) {
+        svc__msg m;
+        char why[128];
+        int rc = svc__conn_recv(c, &m, until, why, sizeof why);
+        if (rc == SVC_EPROTO)
+            continue;
+        if (rc < 0)
+            return;   /* no PONG in time, or the connection is lost */
+        bool pong = m.hdr->kind == SVC__KIND__PONG && m.hdr->id == id;
+        svc__msg_close(&m);
+        if (pong)
+            return;
+    }
+}

@@ -70,4 +70,17 @@ bool svc__conn_events(svc__conn *c);
  */
 int svc__conn_recv(svc__conn *c, svc__msg *m, int64_t deadline_ms, char *err, size_t errlen);
 
+/*
+ * Before closing a connection on which the server may still be sending (a
+ * stream or a watch just cancelled): sends a PING with id and drops what
+ * arrives until its PONG, at most wait_ms.  The server answers the PING
+ * after everything it sent before, so afterwards nothing is arriving when
+ * the socket closes.  That matters: libzmq 4.3 closing a socket while its
+ * I/O thread is still taking what the socket just sent drops the frames of
+ * a message it is half-way receiving without closing them
+ * (pipe_t::process_pipe_term in state delimiter_received does not roll
+ * back), which leaks them and the 18 KB receive buffer they hold.
+ */
+void svc__conn_quiesce(svc__conn *c, uint64_t id, int wait_ms);
+
 #endif

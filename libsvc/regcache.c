@@ -75,8 +75,9 @@ static void s_watch_end(svc__regcache *r, bool cancel)
         Svc__Header h = SVC__HEADER__INIT;
         h.kind = SVC__KIND__STREAM_CANCEL;
         h.id = r->wid;
-        svc__wire_send(r->wconn->sock, NULL, &h, NULL, 0, ZMQ_DONTWAIT);
-        int linger = 100;   /* let the cancel leave before the socket closes */
+        if (svc__wire_send(r->wconn->sock, NULL, &h, NULL, 0, ZMQ_DONTWAIT) == 0)
+            svc__conn_quiesce(r->wconn, r->wid, 100);   /* no event half-received at close */
+        int linger = 100;   /* if no PONG came: let the cancel leave before the socket closes */
         zmq_setsockopt(r->wconn->sock, ZMQ_LINGER, &linger, sizeof linger);
     }
     svc__conn_destroy(&r->wconn);
