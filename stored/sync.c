@@ -39,7 +39,7 @@ typedef struct s_observer {
 } s_observer;
 
 /* What a lock call answers. */
-typedef enum s_answer { S_ANS_LOCK, S_ANS_CAMPAIGN, S_ANS_RELEASE } s_answer;
+typedef enum s_answer { S_ANS_LOCK, S_ANS_CAMPAIGN, S_ANS_UNLOCK, S_ANS_RESIGN } s_answer;
 
 /*
  * A lock call on its way: its op goes through the writer, whose callback
@@ -136,19 +136,14 @@ static void s_succeed(s_call *c)
         svc_deferred_send(&c->d, &out.base);
         break;
     }
-    case S_ANS_RELEASE: {
-        /* Unlock and Resign answer empty messages of their own types. */
-        const ProtobufCMessageDescriptor *d = !strcmp(c->what, "unlock")
-                                                  ? &svc__store__unlock_response__descriptor
-                                                  : &svc__store__resign_response__descriptor;
-        ProtobufCMessage *out = malloc(d->sizeof_message);
-        if (out) {
-            protobuf_c_message_init(d, out);
-            svc_deferred_send(&c->d, out);
-            free(out);
-        } else {
-            svc_deferred_error(&c->d, 500, "out of memory");
-        }
+    case S_ANS_UNLOCK: {
+        Svc__Store__UnlockResponse out = SVC__STORE__UNLOCK_RESPONSE__INIT;
+        svc_deferred_send(&c->d, &out.base);
+        break;
+    }
+    case S_ANS_RESIGN: {
+        Svc__Store__ResignResponse out = SVC__STORE__RESIGN_RESPONSE__INIT;
+        svc_deferred_send(&c->d, &out.base);
         break;
     }
     }
@@ -276,11 +271,11 @@ static int s_acquire(svc_ctx *ctx, s_answer answer, const char *id, const char *
     return s_start(ctx, c);
 }
 
-/* Refresh or release of id by token. */
-static int s_holder_op(svc_ctx *ctx, kv_lock_kind kind, const char *id, int64_t token, int64_t ttl,
-                       const char *what)
+/* Refresh or release of id by token, answered as `answer`. */
+static int s_holder_op(svc_ctx *ctx, s_answer answer, kv_lock_kind kind, const char *id,
+                       int64_t token, int64_t ttl, const char *what)
 {
-    s_call *c = s_call_new(kind == KV_LOCK_REFRESH ? S_ANS_LOCK : S_ANS_RELEASE, what, id);
+    s_call *c = s_call_new(answer, what, id);
     if (!c)
         return -ENOMEM;
     c->op.lock = (kv_lock){ .kind = kind, .token = token, .ttl_ms = ttl };
@@ -307,14 +302,14 @@ static int s_refresh(svc_ctx *ctx, const void *req, void *rsp)
     int rc = kv_check_text(ctx, "lock id", in->id, KV_MAX_LOCK_ID, false) ?: s_ttl(ctx, &ttl);
     if (rc)
         return rc;
-    return s_holder_op(ctx, KV_LOCK_REFRESH, in->id, in->token, ttl, "refresh");
+    return s_holder_op(ctx, S_ANS_LOCK, KV_LOCK_REFRESH, in->id, in->token, ttl, "refresh");
 }
 
 static int s_unlock(svc_ctx *ctx, const void *req, void *rsp)
 {
     const Svc__Store__UnlockRequest *in = req;
     int rc = kv_check_text(ctx, "lock id", in->id, KV_MAX_LOCK_ID, false);
-    return rc ?: s_holder_op(ctx, KV_LOCK_RELEASE, in->id, in->token, 0, "unlock");
+    return rc ?: s_holder_op(ctx, S_ANS_UNLOCK, KV_LOCK_RELEASE, in->id, in->token, 0, "unlock");
 }
 
 static int s_locks(svc_ctx *ctx, const void *req, void *rsp)
@@ -376,7 +371,7 @@ static int s_resign(svc_ctx *ctx, const void *req, void *rsp)
     const Svc__Store__ResignRequest *in = req;
     char id[KV_MAX_LOCK_ID + 1];
     int rc = s_election(ctx, in->name, id, sizeof id);
-    return rc ?: s_holder_op(ctx, KV_LOCK_RELEASE, id, in->term, 0, "resign");
+    return rc ?: s_holder_op(ctx, S_ANS_RESIGN, KV_LOCK_RELEASE, id, in->term, 0, "resign");
 }
 
 /* ---- observers ------------------------------------------------------------------- */
