@@ -31,8 +31,8 @@ struct svc_deferred {
 };
 
 svc_deferred *svc__deferred_new(svc_service *s, const svc__endpoint *ep, zmq_msg_t *route,
-                          uint64_t id, const char *ct, ProtobufCMessage *req,
-                          const struct timespec *t0)
+                                uint64_t id, const char *ct, ProtobufCMessage *req,
+                                const struct timespec *t0)
 {
     svc_deferred *r = calloc(1, sizeof *r);
     if (!r || !(r->ct = strdup(ct))) {

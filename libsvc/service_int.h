@@ -239,8 +239,8 @@ svc__out *svc__answer_out(svc_service *s, zmq_msg_t *route, uint64_t id, const c
  * the request in flight until answered.  NULL when out of memory.
  */
 svc_deferred *svc__deferred_new(svc_service *s, const svc__endpoint *ep, zmq_msg_t *route,
-                          uint64_t id, const char *ct, ProtobufCMessage *req,
-                          const struct timespec *t0);
+                                uint64_t id, const char *ct, ProtobufCMessage *req,
+                                const struct timespec *t0);
 
 /* Logs bad input from a peer, at most about 10 lines a second (any thread). */
 void svc__server_log_bad(svc_service *s, const char *what, const char *why);

@@ -248,10 +248,10 @@ void svc_handler_blocking(void);
  * disk commit, a batch, an event on another thread — goes out later:
  *
  *     svc_deferred *d = svc_ctx_defer(ctx);
- *     queue_for_the_writer(d, svc_deferred_request(d));   // some other thread...
- *     return 0;                                        // rsp is not sent
- *     ...
- *     Store__WriteResponse out = STORE__WRITE_RESPONSE__INIT;  // ...later, there
+ *     queue_for_the_writer(d, svc_deferred_request(d));  // to some other thread
+ *     return 0;                                          // rsp is not sent
+ *     ...                                                // later, on that thread:
+ *     Store__WriteResponse out = STORE__WRITE_RESPONSE__INIT;
  *     svc_deferred_send(&d, &out.base);
  *
  * The handler's thread (a worker, or the loop thread for svc_handle_inline)
