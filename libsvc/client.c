@@ -7,6 +7,10 @@
  *
  *   state       event                                   next
  *   (start)     deadline passed                         DONE 408, nothing sent
+ *   (start)     no view to serve: lookup started/joined LOOKUP
+ *   LOOKUP      the registry answered (nodes)           (start), taking the answer
+ *   LOOKUP      404 / registry unreachable / timed out  DONE with that failure
+ *   LOOKUP      call deadline passed                    DONE 408, nothing sent
  *   (start)     node chosen, connection up              SENT (request sent)
  *   (start)     node chosen, connection coming up       CONNECTING
  *   CONNECTING  connection up                           SENT
@@ -50,7 +54,7 @@
 #define S_FULL_POLL_MS 10     /* how often a round also polls monitors and the watch */
 #define S_SWEEP_MS 1000       /* how often idle connections are checked for loss */
 
-typedef enum s_state { S_CONNECTING, S_SENT, S_BACKOFF, S_DONE } s_state;
+typedef enum s_state { S_LOOKUP, S_CONNECTING, S_SENT, S_BACKOFF, S_DONE } s_state;
 
 struct svc_future {
     svc_client *c;            /* the client; NULL once it is destroyed */
@@ -70,7 +74,9 @@ struct svc_future {
     int attempts;             /* attempts started */
     int64_t deadline;         /* of the whole call, monotonic ms */
     int64_t attempt_deadline; /* S_SENT: when this attempt gives up */
-    int64_t due;              /* S_BACKOFF: retry at; S_CONNECTING: give up at */
+    int64_t due;              /* S_BACKOFF: retry at; S_CONNECTING, S_LOOKUP: give up at */
+    uint64_t lookup;          /* S_LOOKUP: the registry cache's lookup it waits for */
+    bool looked_up;           /* that lookup answered: the next choice takes the view as is */
     svc__conn *conn;          /* S_CONNECTING / S_SENT: borrowed from the client's list */
     char *node;               /* address of the latest attempt, owned */
     char **tried;             /* addresses that failed during this call, owned */
@@ -562,7 +568,24 @@ static const char *s_choose(svc_client *c, svc_future *f)
 {
     svc__node *nodes;
     size_t n;
-    int rc = svc__regcache_nodes(c->cache, f->service, f->deadline, &nodes, &n, &f->err);
+    int rc;
+    if (f->looked_up) {
+        /* Just answered: taken whatever its freshness (cache_ms 0 is stale at once). */
+        f->looked_up = false;
+        rc = svc__regcache_peek(c->cache, f->service, &nodes, &n);
+        if (rc < 0 || !n) {
+            svc_error_set(&f->err, S_ID, 404, "service \"%s\" has no nodes", f->service);
+            rc = SVC_ENOTFOUND;
+        }
+    } else {
+        rc = svc__regcache_lookup(c->cache, f->service, f->deadline, &nodes, &n, &f->lookup,
+                                  &f->err);
+    }
+    if (rc == SVC__LOOKUP_PENDING) {
+        f->state = S_LOOKUP;   /* holding nothing; s_lookups_done moves it on */
+        f->due = f->deadline;
+        return NULL;
+    }
     if (rc < 0) {
         s_finish(c, f, rc);
         return NULL;
@@ -625,7 +648,7 @@ static void s_attempt(svc_client *c, svc_future *f)
     f->node = node;
     f->attempts++;
     svc_error_release(&f->err);
-    now = svc__now_ms();   /* s_choose may have waited for the registry */
+    now = svc__now_ms();
     svc__conn *k = s_conn_get(c, node, now);
     if (k && s_conn_known(k, now)) {
         /* Taken as up without reading its monitor (s_conn_known).  If it
@@ -768,10 +791,44 @@ static void s_timers(svc_client *c)
             if (now >= f->due)
                 s_attempt(c, f);
             break;
+        case S_LOOKUP:
+            if (now >= f->due)
+                s_fail(c, f, SVC_ETIMEOUT, 408, "call to %s.%s timed out: no answer from the "
+                       "registry at \"%s\" before its deadline", f->service, f->endpoint,
+                       c->registry);
+            break;
         case S_DONE:
             break;
         }
     }
+}
+
+/*
+ * Lookups of the registry cache that ended: their calls choose a node now
+ * (from the answer), or finish with the lookup's failure.
+ */
+static void s_lookups_done(svc_client *c)
+{
+    uint64_t id;
+    int rc;
+    svc_error err = SVC_ERROR_INIT;
+    while (svc__regcache_done(c->cache, &id, &rc, &err)) {
+        for (svc_future *f = c->pending, *next; f; f = next) {
+            next = f->next;
+            if (f->state != S_LOOKUP || f->lookup != id)
+                continue;
+            f->lookup = 0;
+            f->state = S_BACKOFF;
+            if (rc < 0) {
+                svc_error_copy(&f->err, &err);
+                s_finish(c, f, rc);
+            } else {
+                f->looked_up = true;
+                s_attempt(c, f);
+            }
+        }
+    }
+    svc_error_release(&err);
 }
 
 /* A connection with calls waiting for it: send them once it is up, fail them if it is lost. */
@@ -828,7 +885,7 @@ static void s_conn_sweep(svc_client *c)
  */
 static void s_pump(svc_client *c, int64_t until)
 {
-    zmq_pollitem_t items[S_MAX_POLL + 2];
+    zmq_pollitem_t items[S_MAX_POLL + 4];   /* + the watch's 2 and the lookups' 2 */
     struct { svc__conn *k; int mon; } owners[S_MAX_POLL];
     int n = 0, no = 0;
     int64_t now = svc__now_ms();
@@ -850,8 +907,11 @@ static void s_pump(svc_client *c, int64_t until)
     int nconn = n;
     int nwatch = full ? svc__regcache_pollitems(c->cache, items + n) : 0;
     n += nwatch;
+    n += svc__regcache_lookup_items(c->cache, items + n);   /* every round: they are waited on */
 
-    int64_t due = s_next_due(c);
+    int64_t due = s_next_due(c), lookup_due = svc__regcache_lookup_due(c->cache);
+    if (lookup_due >= 0 && (due < 0 || lookup_due < due))
+        due = lookup_due;
     if (until >= 0 && (due < 0 || until < due))
         due = until;
     if (!full && c->n_pending && (due < 0 || c->next_full < due))
@@ -879,11 +939,14 @@ static void s_pump(svc_client *c, int64_t until)
     for (int i = 0; i < no; i++)
         if (owners[i].k->waiting)
             s_conn_waiters(c, owners[i].k);
-    bool watch_ready = full && !nwatch;   /* not open: let it take its next step */
+    bool cache_ready = full && !nwatch;   /* not open: let it take its next step */
     for (int i = nconn; i < n; i++)
-        watch_ready |= items[i].revents != 0;
-    if (watch_ready)
+        cache_ready |= items[i].revents != 0;
+    lookup_due = svc__regcache_lookup_due(c->cache);
+    cache_ready |= lookup_due >= 0 && svc__now_ms() >= lookup_due;
+    if (cache_ready)
         svc__regcache_io(c->cache);
+    s_lookups_done(c);
     s_timers(c);
     s_conn_sweep(c);
     s_run_callbacks(c);

@@ -28,6 +28,20 @@ typedef struct s_view {
 
 typedef enum s_watch_state { S_WATCH_OFF, S_WATCH_CONNECTING, S_WATCH_OPEN } s_watch_state;
 
+/* One Registry.GetService of a service name, shared by every call that needs it. */
+typedef struct s_lookup {
+    char *service;        /* owned */
+    uint64_t id;          /* the lookup's id (given to waiters) */
+    uint64_t req;         /* id of its request once sent, else 0 */
+    int64_t deadline;     /* monotonic ms: the latest of its waiters' (stale: capped) */
+    int64_t connect_by;   /* unsent: the registry's connection must be up by then */
+    bool async;           /* a client call waits on it: handed out by svc__regcache_done */
+    bool done;            /* answered or failed: rc and err hold the outcome */
+    int rc;               /* done: 0 (the view is there), or the failure */
+    svc_error err;        /* done, rc < 0: the error for the waiters */
+    struct s_lookup *next;
+} s_lookup;
+
 struct svc__regcache {
     char *address;          /* registry address, owned */
     const svc_meta *meta;   /* sent with registry calls, borrowed */
@@ -43,6 +57,7 @@ struct svc__regcache {
     uint64_t wid;           /* the watch's stream id */
     int64_t wdue;           /* OFF: retry at; CONNECTING: give up at; OPEN: settled at */
     int64_t last_io;        /* monotonic ms of the last svc__regcache_io */
+    s_lookup *lookups;      /* GetService calls in flight, and done ones not yet handed out */
 };
 
 static void s_view_free(s_view *v)
@@ -90,6 +105,13 @@ static void s_watch_end(svc__regcache *r, bool cancel)
     r->wdue = now + SVC_WATCH_RETRY_MS;
 }
 
+static void s_lookup_free(s_lookup *l)
+{
+    free(l->service);
+    svc_error_release(&l->err);
+    free(l);
+}
+
 void svc__regcache_destroy(svc__regcache **rp)
 {
     svc__regcache *r = *rp;
@@ -100,6 +122,11 @@ void svc__regcache_destroy(svc__regcache **rp)
         s_view *next = r->views->next;
         s_view_free(r->views);
         r->views = next;
+    }
+    while (r->lookups) {
+        s_lookup *next = r->lookups->next;
+        s_lookup_free(r->lookups);
+        r->lookups = next;
     }
     svc__conn_destroy(&r->conn);
     free(r->address);
@@ -331,6 +358,8 @@ static void s_watch_read(svc__regcache *r)
     }
 }
 
+static void s_lookups_step(svc__regcache *r);
+
 void svc__regcache_io(svc__regcache *r)
 {
     int64_t now = svc__now_ms();
@@ -339,6 +368,7 @@ void svc__regcache_io(svc__regcache *r)
         s_watch_step(r, now);
     else
         s_watch_read(r);
+    s_lookups_step(r);
 }
 
 /* ---- fetching ------------------------------------------------------------------- */
@@ -359,82 +389,6 @@ static Svc__MetadataEntry **s_header_meta(const svc_meta *meta, size_t *n)
     }
     *n = k;
     return ptrs;
-}
-
-/*
- * Registry.GetService, synchronously on the cache's own connection (never
- * through the client's call table, so no call of the client moves while it
- * waits).  Returns 0 with *out, SVC_EREMOTE with err as answered,
- * SVC_EUNREACHABLE, SVC_ETIMEOUT, -ENOMEM.
- */
-static int s_get(svc__regcache *r, const char *service, int64_t deadline,
-                 Svc__Registry__GetServiceResponse **out, svc_error *err)
-{
-    if (!r->conn && !(r->conn = svc__conn_new(r->address)))
-        return SVC_EUNREACHABLE;
-    int rc = svc__conn_ready(r->conn, deadline);
-    if (rc < 0)
-        goto out_fail;
-    Svc__Registry__GetServiceRequest req = SVC__REGISTRY__GET_SERVICE_REQUEST__INIT;
-    req.service = (char *)service;
-    size_t blen = svc__registry__get_service_request__get_packed_size(&req);
-    uint8_t *body = malloc(blen + 1);
-    if (!body)
-        return -ENOMEM;
-    svc__registry__get_service_request__pack(&req, body);
-    Svc__Header h = SVC__HEADER__INIT;
-    h.kind = SVC__KIND__REQUEST;
-    h.id = ++r->next_id;
-    h.service = "svc.registry";
-    h.endpoint = "Registry.GetService";
-    h.content_type = SVC_CT_PROTOBUF;
-    int64_t left = deadline - svc__now_ms();
-    h.timeout_ms = left > 0 ? (uint32_t)left : 1;
-    h.metadata = s_header_meta(r->meta, &h.n_metadata);
-    rc = h.metadata ? svc__wire_send(r->conn->sock, NULL, &h, body, blen, ZMQ_DONTWAIT) : -ENOMEM;
-    free(h.metadata);
-    free(body);
-    if (rc == -ENOMEM)
-        return rc;
-    if (rc < 0) {
-        rc = SVC_EUNREACHABLE;
-        goto out_fail;
-    }
-    for (;;) {
-        svc__msg m;
-        char why[128];
-        rc = svc__conn_recv(r->conn, &m, deadline, why, sizeof why);
-        if (rc == SVC_EPROTO)
-            continue;
-        if (rc < 0)
-            goto out_fail;
-        if (m.hdr->id != h.id ||
-            (m.hdr->kind != SVC__KIND__RESPONSE && m.hdr->kind != SVC__KIND__ERROR)) {
-            svc__msg_close(&m);
-            continue;
-        }
-        if (m.hdr->kind == SVC__KIND__ERROR) {
-            svc_error_set(err, m.hdr->error->id, m.hdr->error->code, "%s", m.hdr->error->detail);
-            svc__msg_close(&m);
-            return SVC_EREMOTE;
-        }
-        size_t len;
-        const void *b = svc__msg_body(&m, &len);
-        *out = svc__registry__get_service_response__unpack(NULL, len, b ? b : "");
-        svc__msg_close(&m);
-        if (!*out) {
-            svc_error_set(err, S_ID, 500, "answer of the registry does not decode");
-            return SVC_ECODEC;
-        }
-        return 0;
-    }
-
-out_fail:
-    if (rc == SVC_EUNREACHABLE)
-        svc__conn_destroy(&r->conn);   /* a fresh connection next time */
-    svc_error_set(err, S_ID, rc == SVC_ETIMEOUT ? 408 : 503, "registry at \"%s\" unavailable: %s",
-                  r->address, svc_strerror(rc));
-    return rc;
 }
 
 /* Builds a view from a GetService answer: every node of every version. */
@@ -505,8 +459,267 @@ int svc__regcache_seed(svc__regcache *r, const char *service)
     return 0;
 }
 
-int svc__regcache_nodes(svc__regcache *r, const char *service, int64_t deadline,
-                        svc__node **nodes, size_t *n, svc_error *err)
+/* ---- lookups: GetService without blocking ----------------------------------------- */
+
+/*
+ * A lookup is over: makes its outcome (rc, err) from the registry's answer
+ * (rc 0 with rsp, or the failure with rerr), updating the view as the
+ * freshness rules say.  Takes rsp and rerr.
+ */
+static void s_lookup_end(svc__regcache *r, s_lookup *l, int rc,
+                         Svc__Registry__GetServiceResponse *rsp, svc_error *rerr)
+{
+    int64_t now = svc__now_ms();
+    const char *service = l->service;
+    s_view *v = s_view_find(r, service);
+    l->done = true;
+    l->rc = 0;
+    if (rc == SVC_EREMOTE && rerr->code == 404 && v && v->n && v->resync) {
+        /* A registry that just came back may not have heard from the nodes
+         * yet: keep the view a while (events add nodes that register). */
+        v->resync = false;
+        v->fresh_until = now + r->ttl_ms;
+    } else if (rc == SVC_EREMOTE && rerr->code == 404) {
+        s_view_drop(r, service);
+        svc_error_set(&l->err, S_ID, 404, "service \"%s\" not found", service);
+        l->rc = SVC_ENOTFOUND;
+    } else if (rc < 0 && v && v->n) {
+        if (!r->warned)
+            svc_warn("registry unreachable, using cached nodes\tservice=%s error=\"%s\"",
+                     service, rerr->detail ? rerr->detail : svc_strerror(rc));
+        r->warned = true;
+        r->down_until = now + SVC_REGISTRY_RETRY_MS;
+    } else if (rc < 0) {
+        svc_error_set(&l->err, S_ID, rc == SVC_ETIMEOUT ? 408 : 503, "%s",
+                      rerr->detail ? rerr->detail : svc_strerror(rc));
+        l->rc = rc == SVC_ETIMEOUT ? SVC_ETIMEOUT : rc == -ENOMEM ? rc : SVC_EUNREACHABLE;
+    } else {
+        r->warned = false;
+        r->down_until = 0;
+        s_view *nv = s_view_from(service, rsp);
+        if (!nv) {
+            svc_error_set(&l->err, S_ID, 500, "out of memory");
+            l->rc = -ENOMEM;
+        } else {
+            nv->fresh_until = s_fresh_until(r, now);
+            s_view_drop(r, service);
+            nv->next = r->views;
+            r->views = nv;
+            if (r->wstate != S_WATCH_OPEN)
+                s_watch_step(r, now);   /* the first view starts the watch */
+            if (!nv->n) {
+                svc_error_set(&l->err, S_ID, 404, "service \"%s\" has no nodes", service);
+                l->rc = SVC_ENOTFOUND;
+            }
+        }
+    }
+    if (rsp)
+        svc__registry__get_service_response__free_unpacked(rsp, NULL);
+    svc_error_release(rerr);
+}
+
+/* A lookup failed locally (the registry was not asked, or did not answer). */
+static void s_lookup_fail(svc__regcache *r, s_lookup *l, int rc)
+{
+    svc_error rerr = SVC_ERROR_INIT;
+    svc_error_set(&rerr, S_ID, rc == SVC_ETIMEOUT ? 408 : 503, "registry at \"%s\" unavailable: %s",
+                  r->address, svc_strerror(rc));
+    s_lookup_end(r, l, rc, NULL, &rerr);
+}
+
+/* Sends l's Registry.GetService on the cache's connection (up).  0 or a failure. */
+static int s_lookup_send(svc__regcache *r, s_lookup *l, int64_t now)
+{
+    Svc__Registry__GetServiceRequest req = SVC__REGISTRY__GET_SERVICE_REQUEST__INIT;
+    req.service = l->service;
+    size_t blen = svc__registry__get_service_request__get_packed_size(&req);
+    uint8_t *body = malloc(blen + 1);
+    if (!body)
+        return -ENOMEM;
+    svc__registry__get_service_request__pack(&req, body);
+    Svc__Header h = SVC__HEADER__INIT;
+    h.kind = SVC__KIND__REQUEST;
+    h.id = ++r->next_id;
+    h.service = "svc.registry";
+    h.endpoint = "Registry.GetService";
+    h.content_type = SVC_CT_PROTOBUF;
+    int64_t left = l->deadline - now;
+    h.timeout_ms = left > 0 ? (uint32_t)left : 1;
+    h.metadata = s_header_meta(r->meta, &h.n_metadata);
+    int rc = h.metadata ? svc__wire_send(r->conn->sock, NULL, &h, body, blen, ZMQ_DONTWAIT)
+                        : -ENOMEM;
+    free(h.metadata);
+    free(body);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0)
+        return SVC_EUNREACHABLE;
+    l->req = h.id;
+    return 0;
+}
+
+/* Reads the answers waiting on the cache's connection and ends their lookups. */
+static void s_lookups_read(svc__regcache *r)
+{
+    for (;;) {
+        svc__msg m;
+        char why[128] = "";
+        int rc = svc__msg_recv(r->conn->sock, &m, ZMQ_DONTWAIT, false, why, sizeof why);
+        if (rc == SVC_EPROTO) {
+            svc__msg_close(&m);
+            continue;
+        }
+        if (rc < 0)
+            return;
+        s_lookup *l = r->lookups;
+        while (l && (l->done || !l->req || l->req != m.hdr->id))
+            l = l->next;
+        if (!l || (m.hdr->kind != SVC__KIND__RESPONSE && m.hdr->kind != SVC__KIND__ERROR)) {
+            svc__msg_close(&m);   /* late: its lookup timed out */
+            continue;
+        }
+        svc_error rerr = SVC_ERROR_INIT;
+        if (m.hdr->kind == SVC__KIND__ERROR) {
+            svc_error_set(&rerr, m.hdr->error->id, m.hdr->error->code, "%s", m.hdr->error->detail);
+            svc__msg_close(&m);
+            s_lookup_end(r, l, SVC_EREMOTE, NULL, &rerr);
+            continue;
+        }
+        size_t len;
+        const void *b = svc__msg_body(&m, &len);
+        Svc__Registry__GetServiceResponse *rsp =
+            svc__registry__get_service_response__unpack(NULL, len, b ? b : "");
+        svc__msg_close(&m);
+        if (!rsp)
+            svc_error_set(&rerr, S_ID, 500, "answer of the registry does not decode");
+        s_lookup_end(r, l, rsp ? 0 : SVC_ECODEC, rsp, &rerr);
+    }
+}
+
+/*
+ * Moves every lookup in flight on without blocking: connects, sends,
+ * reads answers, and ends those whose connection failed or time is over.
+ */
+static void s_lookups_step(svc__regcache *r)
+{
+    bool any = false;
+    for (s_lookup *l = r->lookups; l; l = l->next)
+        any |= !l->done;
+    if (!any)
+        return;
+    int64_t now = svc__now_ms();
+    if (!r->conn && !(r->conn = svc__conn_new(r->address))) {
+        for (s_lookup *l = r->lookups; l; l = l->next)
+            if (!l->done)
+                s_lookup_fail(r, l, SVC_EUNREACHABLE);
+        return;
+    }
+    /* The requests on it count as its calls in flight: a drop then marks it
+     * (lost_at), even one ZeroMQ repaired before the events were read. */
+    r->conn->inflight = 0;
+    for (s_lookup *l = r->lookups; l; l = l->next)
+        r->conn->inflight += !l->done && l->req;
+    int up = svc__conn_check(r->conn);
+    if (r->conn->inflight)
+        s_lookups_read(r);
+    if (r->conn->lost && r->conn->inflight && !r->conn->lost_at)
+        r->conn->lost_at = now;
+    int64_t lost_at = r->conn->lost_at;
+    bool sent = false;
+    for (s_lookup *l = r->lookups; l; l = l->next) {
+        if (l->done)
+            continue;
+        if (l->req) {
+            /* A drop: what the registry sent just before it may still come (a moment). */
+            if (lost_at && now >= lost_at + SVC_DROP_GRACE_MS)
+                s_lookup_fail(r, l, SVC_EUNREACHABLE);
+            else if (now >= l->deadline)
+                s_lookup_fail(r, l, SVC_ETIMEOUT);
+            else
+                sent = true;
+        } else if (lost_at || up < 0) {
+            s_lookup_fail(r, l, SVC_EUNREACHABLE);
+        } else if (up == 0) {
+            int rc = s_lookup_send(r, l, now);
+            if (rc < 0)
+                s_lookup_fail(r, l, rc);
+            else
+                sent = true;
+        } else if (now >= l->deadline || now >= l->connect_by) {
+            s_lookup_fail(r, l, l->deadline <= l->connect_by ? SVC_ETIMEOUT : SVC_EUNREACHABLE);
+        }
+    }
+    any = false;
+    for (s_lookup *l = r->lookups; l; l = l->next)
+        any |= !l->done;
+    /* A fresh connection next time: after a drop, or one that never came up. */
+    if (((lost_at || up < 0) && !sent) || (up == 1 && !any))
+        svc__conn_destroy(&r->conn);
+}
+
+/* The earliest time a lookup needs s_lookups_step, or -1; now when one waits to be handed out. */
+static int64_t s_lookups_due(const svc__regcache *r, bool handout)
+{
+    int64_t due = -1;
+    for (const s_lookup *l = r->lookups; l; l = l->next) {
+        int64_t t;
+        if (l->done)
+            t = handout && l->async ? 0 : -1;
+        else if (l->req && r->conn && r->conn->lost_at &&
+                 r->conn->lost_at + SVC_DROP_GRACE_MS < l->deadline)
+            t = r->conn->lost_at + SVC_DROP_GRACE_MS;
+        else if (l->req)
+            t = l->deadline;
+        else
+            t = l->connect_by < l->deadline ? l->connect_by : l->deadline;
+        if (t >= 0 && (due < 0 || t < due))
+            due = t;
+    }
+    return due;
+}
+
+int64_t svc__regcache_lookup_due(const svc__regcache *r)
+{
+    return s_lookups_due(r, true);
+}
+
+int svc__regcache_lookup_items(svc__regcache *r, zmq_pollitem_t *items)
+{
+    bool any = false;
+    for (s_lookup *l = r->lookups; l && !any; l = l->next)
+        any = !l->done;
+    if (!any || !r->conn)
+        return 0;
+    items[0] = (zmq_pollitem_t){ r->conn->sock, 0, ZMQ_POLLIN, 0 };
+    items[1] = (zmq_pollitem_t){ r->conn->mon, 0, ZMQ_POLLIN, 0 };
+    return 2;
+}
+
+bool svc__regcache_done(svc__regcache *r, uint64_t *lookup, int *rc, svc_error *err)
+{
+    for (s_lookup **p = &r->lookups; *p; p = &(*p)->next) {
+        s_lookup *l = *p;
+        if (!l->done || !l->async)
+            continue;
+        *p = l->next;
+        *lookup = l->id;
+        *rc = l->rc;
+        svc_error_release(err);
+        *err = l->err;
+        memset(&l->err, 0, sizeof l->err);
+        s_lookup_free(l);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * The view of service when it can be served now (0, nodes filled), or the
+ * lookup in flight for it, started or joined (SVC__LOOKUP_PENDING, *lp);
+ * -ENOMEM.  See svc__regcache_lookup.
+ */
+static int s_lookup_get(svc__regcache *r, const char *service, int64_t deadline,
+                        svc__node **nodes, size_t *n, s_lookup **lp, svc_error *err)
 {
     /* An open watch is read by the client's pump when its socket is ready;
      * here only when the pump has not read it lately (the client was idle:
@@ -521,64 +734,84 @@ int svc__regcache_nodes(svc__regcache *r, const char *service, int64_t deadline,
         return 0;
     }
     /* With a view to fall back on, a registry that does not answer soon
-     * counts as unreachable: the call is not to spend its deadline here
-     * (nor the client's other calls, which wait while this blocks). */
+     * counts as unreachable: the call is not to spend its deadline here. */
     if (v && v->n && deadline > now + SVC_REGISTRY_STALE_WAIT_MS)
         deadline = now + SVC_REGISTRY_STALE_WAIT_MS;
-    Svc__Registry__GetServiceResponse *rsp = NULL;
-    svc_error rerr = SVC_ERROR_INIT;
-    int rc = s_get(r, service, deadline, &rsp, &rerr);
-    if (rc == SVC_EREMOTE && rerr.code == 404 && v && v->n && v->resync) {
-        /* A registry that just came back may not have heard from the nodes
-         * yet: keep the view a while (events add nodes that register). */
-        v->resync = false;
-        v->fresh_until = now + r->ttl_ms;
-        svc_error_release(&rerr);
-        *nodes = v->nodes;
-        *n = v->n;
-        return 0;
+    s_lookup *l = r->lookups;
+    while (l && (l->done || strcmp(l->service, service) != 0))
+        l = l->next;
+    if (l) {
+        if (deadline > l->deadline)
+            l->deadline = deadline;   /* (its request already carries the first one's) */
+        *lp = l;
+        return SVC__LOOKUP_PENDING;
     }
-    if (rc == SVC_EREMOTE && rerr.code == 404) {
-        s_view_drop(r, service);
-        svc_error_set(err, S_ID, 404, "service \"%s\" not found", service);
-        svc_error_release(&rerr);
-        return SVC_ENOTFOUND;
-    }
-    if (rc < 0) {
-        if (v && v->n) {
-            if (!r->warned)
-                svc_warn("registry unreachable, using cached nodes\tservice=%s error=\"%s\"",
-                         service, rerr.detail ? rerr.detail : svc_strerror(rc));
-            r->warned = true;
-            r->down_until = svc__now_ms() + SVC_REGISTRY_RETRY_MS;
-            svc_error_release(&rerr);
-            *nodes = v->nodes;
-            *n = v->n;
-            return 0;
-        }
-        svc_error_set(err, S_ID, rc == SVC_ETIMEOUT ? 408 : 503, "%s",
-                      rerr.detail ? rerr.detail : svc_strerror(rc));
-        svc_error_release(&rerr);
-        return rc == SVC_ETIMEOUT ? SVC_ETIMEOUT : rc == -ENOMEM ? rc : SVC_EUNREACHABLE;
-    }
-    r->warned = false;
-    r->down_until = 0;
-    s_view *nv = s_view_from(service, rsp);
-    svc__registry__get_service_response__free_unpacked(rsp, NULL);
-    if (!nv) {
+    l = calloc(1, sizeof *l);
+    if (!l || !(l->service = strdup(service))) {
+        free(l);
         svc_error_set(err, S_ID, 500, "out of memory");
         return -ENOMEM;
     }
-    nv->fresh_until = s_fresh_until(r, svc__now_ms());
-    s_view_drop(r, service);
-    nv->next = r->views;
-    r->views = nv;
-    svc__regcache_io(r);   /* the first view starts the watch */
-    if (!nv->n) {
-        svc_error_set(err, S_ID, 404, "service \"%s\" has no nodes", service);
-        return SVC_ENOTFOUND;
+    l->id = ++r->next_id;
+    l->deadline = deadline;
+    l->connect_by = now + SVC_CONNECT_TIMEOUT_MS;
+    l->next = r->lookups;
+    r->lookups = l;
+    s_lookups_step(r);   /* sent at once when the connection is up */
+    *lp = l;
+    return SVC__LOOKUP_PENDING;
+}
+
+int svc__regcache_lookup(svc__regcache *r, const char *service, int64_t deadline,
+                         svc__node **nodes, size_t *n, uint64_t *lookup, svc_error *err)
+{
+    s_lookup *l = NULL;
+    int rc = s_lookup_get(r, service, deadline, nodes, n, &l, err);
+    if (rc == SVC__LOOKUP_PENDING) {
+        l->async = true;
+        *lookup = l->id;
     }
-    *nodes = nv->nodes;
-    *n = nv->n;
-    return 0;
+    return rc;
+}
+
+int svc__regcache_nodes(svc__regcache *r, const char *service, int64_t deadline,
+                        svc__node **nodes, size_t *n, svc_error *err)
+{
+    s_lookup *l = NULL;
+    int rc = s_lookup_get(r, service, deadline, nodes, n, &l, err);
+    if (rc != SVC__LOOKUP_PENDING)
+        return rc;
+    /* Wait here on the cache's connection only: no call of the client moves. */
+    while (!l->done) {
+        zmq_pollitem_t items[2];
+        int k = svc__regcache_lookup_items(r, items);
+        int64_t due = s_lookups_due(r, false), now = svc__now_ms();
+        long wait = due <= now ? 0 : due - now > 1 << 30 ? 1 << 30 : (long)(due - now);
+        if (zmq_poll(items, k, wait) < 0 && errno != EINTR)
+            svc_warn("poll failed\terror=\"%s\"", strerror(errno));
+        s_lookups_step(r);
+    }
+    rc = l->rc;
+    if (rc < 0) {
+        svc_error_copy(err, &l->err);
+    } else {
+        s_view *v = s_view_find(r, service);
+        if (v && v->n) {
+            *nodes = v->nodes;
+            *n = v->n;
+        } else {
+            svc_error_set(err, S_ID, 404, "service \"%s\" has no nodes", service);
+            rc = SVC_ENOTFOUND;
+        }
+    }
+    if (!l->async) {
+        for (s_lookup **p = &r->lookups; *p; p = &(*p)->next) {
+            if (*p == l) {
+                *p = l->next;
+                break;
+            }
+        }
+        s_lookup_free(l);
+    }
+    return rc;
 }

@@ -224,8 +224,12 @@ typedef struct svc_future svc_future;
  * Starts a call like svc_client_call_raw and returns at once with *out, a
  * future of its result.  body is copied.  The call is sent before this
  * returns when the node's connection is up (a new connection is made in
- * the background, up to SVC_CONNECT_TIMEOUT_MS); when the registry cache
- * has no view of the service the lookup is made here, synchronously.
+ * the background, up to SVC_CONNECT_TIMEOUT_MS).  It never waits for the
+ * registry either: when the cache has no view of the service to serve (or
+ * only a stale one), a Registry.GetService is started (one per name, shared
+ * by every call that needs it) and the call waits for its answer in the
+ * pump, then goes on as if the view had been there; a stale view is still
+ * served when the registry does not answer within 500 ms.
  * Every failure of the call itself — 400, 404, 408, 413, 503, remote
  * errors — is delivered through the future, never here.  The call carries
  * trace ids like a synchronous one (svc/trace.h) and, made on a thread

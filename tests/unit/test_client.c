@@ -130,14 +130,16 @@ static void s_fake_restart(fake *fk)
 /*
  * The fake registry: answers Registry.GetService for any name with one
  * service of version "1.0" whose nodes are at `nodes` (NULL-terminated),
- * or only the first `answer_max` lookups (a registry that then hangs);
- * leaves a Registry.Watch open without ever sending an event.
+ * or only the first `answer_max` lookups (a registry that then hangs),
+ * each after `delay_ms` (a slow registry); leaves a Registry.Watch open
+ * without ever sending an event.
  */
 typedef struct fake_reg {
     char address[64];
     const char *const *nodes;
     atomic_int answer_max;   /* answer only this many lookups (then hang); 0 = all */
     atomic_int lookups;
+    atomic_int delay_ms;     /* wait this long before each answer */
     atomic_bool stop;
     pthread_t thread;
     void *sock;
@@ -150,6 +152,8 @@ static void s_reg_answer(fake_reg *fr, svc__msg *m)
     int seen = atomic_fetch_add(&fr->lookups, 1);
     if (atomic_load(&fr->answer_max) && seen >= atomic_load(&fr->answer_max))
         return;
+    if (atomic_load(&fr->delay_ms))
+        usleep((useconds_t)atomic_load(&fr->delay_ms) * 1000);
     Svc__Registry__Node nodes[8], *np[8];
     size_t n = 0;
     for (; fr->nodes[n] && n < 8; n++) {
@@ -519,6 +523,70 @@ TEST(a_stale_view_is_served_when_the_registry_hangs)
 }
 
 /*
+ * svc_call_async for a service with no cached view returns at once: the
+ * lookup goes on in the pump (it used to be made inside svc_call_async,
+ * which waited for the registry's answer).  Calls to one name share one
+ * lookup, and its answer moves them all on.  A registry that takes the
+ * lookup and never answers fails the call with 408 at its deadline;
+ * nothing at the registry's address, with 503.
+ */
+TEST(an_async_call_to_an_uncached_service_does_not_wait_for_the_registry)
+{
+    fake fk;
+    s_fake_start(&fk, "slowreg", 1);
+    const char *const nodes[] = { fk.address, NULL };
+    fake_reg fr;
+    s_reg_start(&fr, "slow", nodes);
+    atomic_store(&fr.delay_ms, 1000);
+    svc_client *c = svc_client_new(fr.address);
+    svc_client_set_watch(c, false);
+    svc_call_opts o = { .timeout_ms = 10000 };
+    svc_future *fs[4];
+    int64_t t0 = svc_now_ms();
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(svc_call_async(c, "svc", "Svc.Echo", "x", 1, &o, &fs[i]), 0);
+    CHECK(svc_now_ms() - t0 < 300);
+    CHECK(!svc_future_ready(fs[0]));
+    for (int i = 0; i < 4; i++) {
+        CHECK_INT(svc_future_wait(fs[i], 10000), 0);
+        svc_reply r = SVC_REPLY_INIT;
+        CHECK_INT(svc_future_result(fs[i], &r, NULL), 0);
+        CHECK(r.len == 1 && r.body && ((char *)r.body)[0] == 'x');
+        CHECK_STR(r.node, fk.address);
+        svc_reply_release(&r);
+        svc_future_destroy(&fs[i]);
+    }
+    CHECK_INT(atomic_load(&fr.lookups), 1);   /* one lookup for the four calls */
+
+    atomic_store(&fr.answer_max, 1);   /* from now on it never answers */
+    svc_call_opts shortly = { .timeout_ms = 300 };
+    svc_future *f;
+    t0 = svc_now_ms();
+    CHECK_INT(svc_call_async(c, "hung", "Hung.Echo", "y", 1, &shortly, &f), 0);
+    CHECK(svc_now_ms() - t0 < 200);
+    CHECK_INT(svc_future_wait(f, 10000), 0);
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_future_result(f, NULL, &e), SVC_ETIMEOUT);
+    CHECK_INT(e.code, 408);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    svc_client_destroy(&c);
+
+    c = svc_client_new("tcp://127.0.0.1:1");   /* refused */
+    t0 = svc_now_ms();
+    CHECK_INT(svc_call_async(c, "svc", "Svc.Echo", "z", 1, &o, &f), 0);
+    CHECK(svc_now_ms() - t0 < 200);
+    CHECK_INT(svc_future_wait(f, 10000), 0);
+    CHECK_INT(svc_future_result(f, NULL, &e), SVC_EUNREACHABLE);
+    CHECK_INT(e.code, 503);
+    svc_error_release(&e);
+    svc_future_destroy(&f);
+    svc_client_destroy(&c);
+    s_reg_stop(&fr);
+    s_fake_stop(&fk);
+}
+
+/*
  * After a breaker's cool-down one call probes the node: calls started at
  * once meanwhile (asynchronous, many in flight) keep leaving it out until
  * the probe's outcome.  (They all went to it, each failing once.)
@@ -811,6 +879,7 @@ static const test_case tests[] = {
     T(immediate_retries_to_a_refusing_node_fail_cleanly),
     T(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection),
     T(a_stale_view_is_served_when_the_registry_hangs),
+    T(an_async_call_to_an_uncached_service_does_not_wait_for_the_registry),
     T(after_the_cooldown_one_call_probes_the_node_not_every_call_in_flight),
     T(a_drop_just_before_the_deadline_does_not_make_the_call_overrun_it),
     T(a_drop_repaired_while_the_client_was_busy_still_fails_the_calls_on_it),
