@@ -47,7 +47,11 @@ static void s_answer(void *sock, svc__msg *m)
     if (len > 1 && body[0] == 'E') {
         h.kind = SVC__KIND__ERROR;
         e.id = "fake";
-        e.code = atoi(body + 1);
+        char code[16];   /* the body is not NUL-terminated: "E503" then whatever follows */
+        size_t n = len - 1 < sizeof code - 1 ? len - 1 : sizeof code - 1;
+        memcpy(code, body + 1, n);
+        code[n] = '\0';
+        e.code = atoi(code);
         e.detail = "fake error";
         h.error = &e;
         svc__wire_send(sock, svc__msg_route(m), &h, NULL, 0, 0);
