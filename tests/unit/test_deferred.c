@@ -173,7 +173,12 @@ static int s_start(void)
         return -1;
     s_serving = true;
     s_client = svc_client_new(reg);
-    return 0;
+    /* Calls to an ipc address that is not bound yet are refused: wait for the socket file. */
+    char path[160];
+    snprintf(path, sizeof path, "%s/svc", s_dir);
+    for (int i = 0; i < 500 && access(path, F_OK) != 0; i++)
+        usleep(10 * 1000);
+    return access(path, F_OK) == 0 ? 0 : -1;
 }
 
 static void s_stop_all(void)
