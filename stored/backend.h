@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "store.pb-c.h"
 
@@ -174,7 +175,13 @@ struct kv_backend {
  */
 kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, char *err, size_t errlen);
 
-/* Unix milliseconds now. */
+/* Clocks (clock.c).  Unix milliseconds now: the clock of expiries and leases. */
 int64_t kv_now_ms(void);
+/* Monotonic microseconds now. */
+int64_t kv_mono_us(void);
+/* Moves *t (a CLOCK_MONOTONIC deadline, say) us microseconds later. */
+void kv_timespec_add_us(struct timespec *t, int64_t us);
+/* Initialises cv with its timed waits on CLOCK_MONOTONIC. */
+void kv_cond_init_mono(pthread_cond_t *cv);
 
 #endif

@@ -28,13 +28,6 @@ struct kv_commit {
     unsigned long long commits, ops;  /* stats */
 };
 
-static int64_t s_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * Waits (mu held) for the first op, then — when the last batch was larger
  * than what is queued — for as many ops as that batch had, at most as long
@@ -53,17 +46,11 @@ static void s_gather(kv_commit *c)
         pthread_cond_wait(&c->work_cv, &c->mu);
     if (c->stop || c->n_queued >= c->want)
         return;
-    int64_t window = c->last_us < KV_COMMIT_WINDOW_US ? c->last_us : KV_COMMIT_WINDOW_US;
-    int64_t end = s_mono_us() + window;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += window * 1000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    while (c->n_queued < c->want && !c->stop && s_mono_us() < end)
-        if (pthread_cond_timedwait(&c->work_cv, &c->mu, &ts) == ETIMEDOUT)
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    kv_timespec_add_us(&until, c->last_us < KV_COMMIT_WINDOW_US ? c->last_us : KV_COMMIT_WINDOW_US);
+    while (c->n_queued < c->want && !c->stop)
+        if (pthread_cond_timedwait(&c->work_cv, &c->mu, &until) == ETIMEDOUT)
             break;
 }
 
@@ -94,9 +81,9 @@ static void *s_writer(void *arg)
         int64_t now = kv_now_ms();
         for (size_t i = 0; i < n; i++)
             batch[i]->now = now;
-        int64_t t0 = s_mono_us();
+        int64_t t0 = kv_mono_us();
         c->b->kv->apply(c->b, batch, n);
-        int64_t took = s_mono_us() - t0;
+        int64_t took = kv_mono_us() - t0;
         if (c->hook)
             c->hook(c->hook_arg, batch, n);
 
@@ -135,11 +122,7 @@ kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg)
     c->hook_arg = arg;
     c->want = 1;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->work_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    kv_cond_init_mono(&c->work_cv);
     int rc = pthread_create(&c->thread, NULL, s_writer, c);
     if (rc) {
         svc_error_log("cannot start the store writer: %s", strerror(rc));

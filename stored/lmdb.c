@@ -41,13 +41,6 @@ typedef struct s_lmdb {
 
 static atomic_bool s_opened;
 
-int64_t kv_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int s_err(int mdb_rc)
 {
     switch (mdb_rc) {

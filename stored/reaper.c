@@ -32,9 +32,7 @@ static void *s_run(void *arg)
     clock_gettime(CLOCK_MONOTONIC, &next);
     int64_t since_maint = 0;
     for (;;) {
-        next.tv_nsec += (long)r->interval_ms * 1000000L;
-        next.tv_sec += next.tv_nsec / 1000000000L;
-        next.tv_nsec %= 1000000000L;
+        kv_timespec_add_us(&next, (int64_t)r->interval_ms * 1000);
         pthread_mutex_lock(&r->mu);
         while (!r->stop && pthread_cond_timedwait(&r->cv, &r->mu, &next) != ETIMEDOUT)
             ;
@@ -64,11 +62,7 @@ kv_reaper *kv_reaper_start(kv_state *st, int interval_ms)
     r->st = st;
     r->interval_ms = interval_ms;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    kv_cond_init_mono(&r->cv);
     int rc = pthread_create(&r->thread, NULL, s_run, r);
     if (rc) {
         svc_error_log("cannot start the expiry thread: %s", strerror(rc));

@@ -7,6 +7,7 @@
  *   commit.c   the group-commit writer
  *   reaper.c   expiry and housekeeping thread
  *   lmdb.c     the embedded backend
+ *   clock.c    the clocks its threads wait on
  */
 #ifndef KV_STORED_H
 #define KV_STORED_H
