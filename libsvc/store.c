@@ -28,6 +28,16 @@ static void s_fence(const svc_store_opts *o, Svc__Store__Fence *f, Svc__Store__F
     *slot = f;
 }
 
+/* The record of a Write or CAS: key, value bytes (borrowed), content type. */
+static void s_record(Svc__Store__Record *rec, const char *key, const void *value, size_t len,
+                     const char *content_type)
+{
+    rec->key = s_str(key);
+    rec->value.data = (uint8_t *)value;
+    rec->value.len = len;
+    rec->content_type = s_str(content_type);
+}
+
 int svc_store_write(svc_client *c, const svc_store_opts *o, const char *key, const void *value,
                     size_t len, const char *content_type, int64_t *revision, svc_error *err)
 {
@@ -37,10 +47,7 @@ int svc_store_write(svc_client *c, const svc_store_opts *o, const char *key, con
     Svc__Store__Fence f = SVC__STORE__FENCE__INIT;
     req.database = s_str(o->database);
     req.table = s_str(o->table);
-    rec.key = s_str(key);
-    rec.value.data = (uint8_t *)value;
-    rec.value.len = len;
-    rec.content_type = s_str(content_type);
+    s_record(&rec, key, value, len, content_type);
     req.record = &rec;
     req.ttl_ms = o->ttl_ms;
     s_fence(o, &f, &req.fence);
@@ -127,10 +134,7 @@ int svc_store_cas(svc_client *c, const svc_store_opts *o, const char *key, const
     Svc__Store__Fence f = SVC__STORE__FENCE__INIT;
     req.database = s_str(o->database);
     req.table = s_str(o->table);
-    rec.key = s_str(key);
-    rec.value.data = (uint8_t *)value;
-    rec.value.len = len;
-    rec.content_type = s_str(content_type);
+    s_record(&rec, key, value, len, content_type);
     req.record = &rec;
     req.ttl_ms = o->ttl_ms;
     req.expect_revision = expect_revision;
