@@ -451,6 +451,28 @@ TEST(immediate_retries_to_a_refusing_node_fail_cleanly)
 }
 
 /*
+ * A tcp fake node with one call answered over its connection and one it
+ * holds ("hang") in flight, then restarted on the same address: the
+ * connection the held call was sent on is gone.  Returns the held call.
+ */
+static svc_future *s_held_across_restart(fake *fk, svc_client **c, svc_call_opts *o)
+{
+    s_fake_start_tcp(fk, 1);
+    *c = svc_client_new("inproc://no-registry");
+    *o = (svc_call_opts){ .address = fk->address, .timeout_ms = 5000 };
+    svc_reply r = SVC_REPLY_INIT;
+    svc_error e = SVC_ERROR_INIT;
+    CHECK_INT(svc_client_call_raw(*c, "fake", "Fake.Echo", "up", 2, o, &r, &e), 0);
+    svc_reply_release(&r);
+    svc_error_release(&e);
+    svc_future *f = NULL;
+    CHECK_INT(svc_call_async(*c, "fake", "Fake.Echo", "hang", 4, o, &f), 0);
+    svc_client_poll(*c, 20);
+    s_fake_restart(fk);
+    return f;
+}
+
+/*
  * A node restarts on the same address while a call is in flight: that call
  * fails after the drop grace, but a call started once ZeroMQ has connected
  * again goes over a fresh connection and is answered.  (It was sent on the
@@ -459,17 +481,11 @@ TEST(immediate_retries_to_a_refusing_node_fail_cleanly)
 TEST(a_call_after_the_node_came_back_is_not_failed_with_the_lost_connection)
 {
     fake fk;
-    s_fake_start_tcp(&fk, 1);
-    svc_client *c = svc_client_new("inproc://no-registry");
-    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_client *c;
+    svc_call_opts o;
+    svc_future *hang = s_held_across_restart(&fk, &c, &o);
     svc_reply r = SVC_REPLY_INIT;
     svc_error e = SVC_ERROR_INIT;
-    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "up", 2, &o, &r, &e), 0);
-    svc_reply_release(&r);
-    svc_future *hang;
-    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &hang), 0);
-    svc_client_poll(c, 20);
-    s_fake_restart(&fk);
     /* The drop is seen within a full poll round; ZeroMQ reconnects within ~100 ms. */
     int64_t until = svc_now_ms() + 150;
     while (svc_now_ms() < until)
@@ -673,17 +689,11 @@ TEST(a_drop_just_before_the_deadline_does_not_make_the_call_overrun_it)
 TEST(a_drop_repaired_while_the_client_was_busy_still_fails_the_calls_on_it)
 {
     fake fk;
-    s_fake_start_tcp(&fk, 1);
-    svc_client *c = svc_client_new("inproc://no-registry");
-    svc_call_opts o = { .address = fk.address, .timeout_ms = 5000 };
+    svc_client *c;
+    svc_call_opts o;
+    svc_future *f = s_held_across_restart(&fk, &c, &o);
     svc_reply r = SVC_REPLY_INIT;
     svc_error e = SVC_ERROR_INIT;
-    CHECK_INT(svc_client_call_raw(c, "fake", "Fake.Echo", "up", 2, &o, &r, &e), 0);
-    svc_reply_release(&r);
-    svc_future *f;
-    CHECK_INT(svc_call_async(c, "fake", "Fake.Echo", "hang", 4, &o, &f), 0);
-    svc_client_poll(c, 20);
-    s_fake_restart(&fk);
     usleep(500 * 1000);   /* busy: ZeroMQ reconnects meanwhile (every 100 ms) */
     int64_t t0 = svc_now_ms();
     CHECK_INT(svc_future_wait(f, 10000), 0);
