@@ -2,7 +2,6 @@
  * stored/commit.c — the group-commit writer (see commit.h).
  */
 #include "commit.h"
-#include "svc/service.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -176,7 +175,6 @@ int kv_commit_run(kv_commit *c, kv_op *op)
         pthread_cond_destroy(&cv);
         return SVC_ECLOSED;
     }
-    svc_handler_blocking();   /* other writers get workers and join this commit */
     while (!op->done)
         pthread_cond_wait(&cv, &c->mu);
     pthread_mutex_unlock(&c->mu);

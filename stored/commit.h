@@ -1,16 +1,17 @@
 /*
- * stored/commit.h — group commit: one writer thread, many waiting writers.
+ * stored/commit.h — group commit: one writer thread, many queued changes.
  *
- * Handlers queue a kv_op, and either wait for it (kv_commit_run) or leave
- * a callback (kv_commit_submit) and return — the Store endpoints defer
- * their answers (svc_ctx_defer) and the callback sends them, so no thread
- * is held per write and a commit can take every write in flight.  The
- * writer takes everything queued (up to KV_COMMIT_BATCH ops), applies it as
- * one backend batch — for LMDB one write transaction and its syncs — then
- * marks every op done, wakes the waiters and runs the callbacks.  Ops
- * queued while a commit is on disk ride in the next one, so concurrent
- * writers share an fsync and a write is acknowledged only once it is
- * durable.
+ * The Store.* and Sync.* handlers queue a kv_op with a callback
+ * (kv_commit_submit) and defer their answers (svc_ctx_defer), which the
+ * callback sends: no thread is held per change, and a commit can take
+ * every change in flight.  A thread of stored's own (the reaper) may
+ * instead wait for its op (kv_commit_run).  The writer waits for the rest
+ * of a burst (commit.c, s_gather), takes everything queued (up to
+ * KV_COMMIT_BATCH ops), applies it as one backend batch — for LMDB one
+ * write transaction — then marks every op done, wakes the waiters and
+ * runs the callbacks.  Ops queued while a commit is on disk ride in the
+ * next one, so concurrent writers share an fsync and a change is
+ * acknowledged only once it is durable.
  */
 #ifndef KV_COMMIT_H
 #define KV_COMMIT_H
@@ -30,7 +31,8 @@ kv_commit *kv_commit_start(kv_backend *b, kv_commit_hook hook, void *arg);
 
 /*
  * Queues op, waits until it is applied and durable, returns op->rc.
- * SVC_ECLOSED once the writer is stopping.  Any thread.
+ * SVC_ECLOSED once the writer is stopping.  Any thread but a handler's:
+ * handlers submit and defer their answer (a waiting handler holds a thread).
  */
 int kv_commit_run(kv_commit *c, kv_op *op);
 
