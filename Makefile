@@ -19,7 +19,7 @@ PYTHON   ?= /usr/bin/python3
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PROTOC_C ?= protoc-c
 
-PKGS     := libzmq libprotobuf-c jansson libsystemd libcrypto lmdb
+PKGS     := libzmq libprotobuf-c jansson libsystemd libcrypto lmdb zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lpthread -lm
 

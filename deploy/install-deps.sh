@@ -18,6 +18,8 @@ libprotobuf-c-dev
 protobuf-c-compiler
 libjansson-dev
 liblmdb-dev
+libbsd-dev
+zlib1g-dev
 libsystemd-dev
 libssl-dev
 clang

@@ -1,18 +1,39 @@
 /*
- * stored/lmdb.c — the embedded backend: one LMDB environment in the data dir.
+ * stored/lmdb.c — the embedded backend: LMDB, fronted by a write-ahead log.
  *
- * Named databases (LMDB "DBIs"):
+ * Named databases (LMDB "DBIs"), by table number (the overlay's, T_*):
  *   records  "DB\0TABLE\0KEY"            -> Record, protobuf, key left empty
  *   expiry   be64(expiry ms) "DB\0TABLE\0KEY" -> ""   (the reaper's index)
  *   tables   "DB\0TABLE"                 -> u64 live-or-unreaped record count
  *   locks    "ID"                        -> LockInfo, protobuf
  *   meta     "revision"                  -> u64, the last revision handed out
+ *            "wal_lsn"                   -> u64, the last log record in the B-tree
  *
  * Every change takes the next store revision; lock grants too, so fencing
- * tokens and record revisions come from one counter that only grows.  A
- * batch is one write transaction with a nested transaction per op, so a
- * failing op rolls back alone (see s_batch); the commit is synchronous (no
- * MDB_NOSYNC / MDB_NOMETASYNC): when apply returns, the batch is on disk.
+ * tokens and record revisions come from one counter that only grows.
+ *
+ * A batch (apply, on the writer thread) is worked out in memory: each op
+ * writes into a layer of its own (overlay.h) over the batch's layer, the
+ * shared ones and an LMDB read transaction, and joins the batch's layer
+ * when it succeeds, so a failing op leaves nothing behind.  The batch's
+ * changes are then one record of the write-ahead log (wal.h), flushed with
+ * one fdatasync: only then do they join the shared `active` layer, which
+ * readers see, and are the ops answered.  An LMDB commit flushes twice and
+ * writes a page per changed record; the log flushes once and appends.
+ *
+ * The B-tree catches up in checkpoints: once the log file in use is half
+ * full (or active holds S_FREEZE_COUNT changes), active is frozen, the log
+ * moves to its other file, and the checkpoint thread writes the frozen
+ * layer into LMDB in one synchronous transaction, with the LSN of its last
+ * record as meta "wal_lsn", then drops it.  Readers hold `mu` (read) across
+ * a read; the writer takes it to publish a batch or freeze, the checkpoint
+ * thread to drop what it wrote.  At open, records after wal_lsn are put
+ * into LMDB before anything is served; a clean stop checkpoints everything.
+ *
+ * Space: LMDB can only say "full" when it commits, which for a checkpoint
+ * is after the writes were acknowledged.  So the writer refuses (-ENOSPC)
+ * an op whose puts would take the pending changes past the pages LMDB had
+ * free at the last checkpoint (an upper bound per change, overlay.c).
  */
 #include "backend.h"
 
@@ -28,15 +49,38 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "overlay.h"
 #include "svc/error.h"
 #include "svc/log.h"
+#include "wal.h"
+
+enum { T_RECORDS, T_EXPIRY, T_TABLES, T_LOCKS, T_META, T_N };
+
+#define S_FREEZE_COUNT 200000          /* changes in active that start a checkpoint */
+#define S_MAX_PENDING (512u << 20)     /* bytes in active past which the writer waits for one */
+#define S_SLACK_PAGES 64               /* pages kept free for LMDB's own (branches, freelist) */
 
 typedef struct s_lmdb {
     MDB_env *env;
-    MDB_dbi records, expiry, tables, locks, meta;
+    MDB_dbi dbi[T_N];   /* by table number */
     int64_t rev;        /* last revision handed out (writer thread only) */
     int lock_fd;        /* flock'd data-dir/stored.lock */
     pid_t pid;          /* opener: the env is not used across fork */
+    kv_wal *wal;        /* the log (writer thread only, after open) */
+    pthread_rwlock_t mu;/* guards active and frozen (read: readers and the writer's view) */
+    kv_layer *active;   /* durable changes not yet in LMDB; the writer adds to it */
+    kv_layer *frozen;   /* or NULL: the changes the checkpoint thread is putting into LMDB */
+    uint64_t active_lsn;/* LSN of the last record in active (writer) */
+    kv_layer *batch, *op;/* the writer's own: this batch's changes, this op's */
+    atomic_llong avail; /* pages LMDB had free for new data at the last checkpoint */
+    atomic_int failed;  /* once the log or a checkpoint failed: every write's code */
+    pthread_t ck;       /* the checkpoint thread */
+    bool ck_started;
+    pthread_mutex_t ck_mu;  /* guards the three below */
+    pthread_cond_t ck_cv;   /* checkpoint thread: frozen or stop; writer: frozen dropped */
+    bool ck_pending;    /* frozen waits for its checkpoint */
+    uint64_t ck_lsn;    /* its last LSN */
+    bool ck_stop;
 } s_lmdb;
 
 static atomic_bool s_opened;
@@ -89,12 +133,11 @@ static Svc__Store__Record *s_decode(const MDB_val *v)
 }
 
 /* Gets the record under rkey; 0 and *out (NULL if absent), or a negative code. */
-static int s_get_record(MDB_txn *txn, s_lmdb *l, const char *rkey, size_t rlen,
-                        Svc__Store__Record **out)
+static int s_get_record(kv_view *vw, const char *rkey, size_t rlen, Svc__Store__Record **out)
 {
-    MDB_val k = { rlen, (void *)rkey }, v;
+    MDB_val v;
     *out = NULL;
-    int rc = mdb_get(txn, l->records, &k, &v);
+    int rc = kv_view_get(vw, T_RECORDS, rkey, rlen, &v);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
@@ -114,65 +157,59 @@ static bool s_live(const Svc__Store__Record *r, int64_t now)
 
 /* ---- the tables index ------------------------------------------------------- */
 
-static int s_count_add(MDB_txn *txn, s_lmdb *l, const char *db, const char *table, int delta)
+static int s_count_add(kv_view *vw, const char *db, const char *table, int delta)
 {
     char buf[2 * KV_MAX_NAME + 2];
     size_t dl = strlen(db), tl = strlen(table);
     memcpy(buf, db, dl + 1);
     memcpy(buf + dl + 1, table, tl);
-    MDB_val k = { dl + 1 + tl, buf }, v;
+    MDB_val v;
     uint64_t n = 0;
-    int rc = mdb_get(txn, l->tables, &k, &v);
+    int rc = kv_view_get(vw, T_TABLES, buf, dl + 1 + tl, &v);
     if (rc == 0 && v.mv_size == sizeof n)
         memcpy(&n, v.mv_data, sizeof n);
     else if (rc && rc != MDB_NOTFOUND)
         return s_err(rc);
     n = (delta < 0 && n < (uint64_t)-delta) ? 0 : n + (uint64_t)(int64_t)delta;
     if (n == 0)
-        return s_err(rc == MDB_NOTFOUND ? 0 : mdb_del(txn, l->tables, &k, NULL));
-    v.mv_size = sizeof n;
-    v.mv_data = &n;
-    return s_err(mdb_put(txn, l->tables, &k, &v, 0));
+        return rc == MDB_NOTFOUND ? 0 : kv_view_del(vw, T_TABLES, buf, dl + 1 + tl);
+    return kv_view_put(vw, T_TABLES, buf, dl + 1 + tl, &n, sizeof n, NULL);
 }
 
-static int s_expiry_index(MDB_txn *txn, s_lmdb *l, int64_t expiry, const char *rkey, size_t rlen,
-                          bool add)
+static int s_expiry_index(kv_view *vw, int64_t expiry, const char *rkey, size_t rlen, bool add)
 {
     unsigned char buf[8 + S_RKEY_MAX];
     s_be64(buf, (uint64_t)expiry);
     memcpy(buf + 8, rkey, rlen);
-    MDB_val k = { 8 + rlen, buf }, v = { 0, "" };
-    int rc = add ? mdb_put(txn, l->expiry, &k, &v, 0) : mdb_del(txn, l->expiry, &k, NULL);
-    return rc == MDB_NOTFOUND ? 0 : s_err(rc);
+    return add ? kv_view_put(vw, T_EXPIRY, buf, 8 + rlen, "", 0, NULL)
+               : kv_view_del(vw, T_EXPIRY, buf, 8 + rlen);
 }
 
 /* Removes the record under rkey (old, already read) with its index entries. */
-static int s_remove(MDB_txn *txn, s_lmdb *l, const char *db, const char *table, const char *rkey,
-                    size_t rlen, const Svc__Store__Record *old)
+static int s_remove(kv_view *vw, const char *db, const char *table, const char *rkey, size_t rlen,
+                    const Svc__Store__Record *old)
 {
-    MDB_val k = { rlen, (void *)rkey };
-    int rc = s_err(mdb_del(txn, l->records, &k, NULL));
+    int rc = kv_view_del(vw, T_RECORDS, rkey, rlen);
     if (!rc && old->expiry)
-        rc = s_expiry_index(txn, l, old->expiry, rkey, rlen, false);
+        rc = s_expiry_index(vw, old->expiry, rkey, rlen, false);
     if (!rc)
-        rc = s_count_add(txn, l, db, table, -1);
+        rc = s_count_add(vw, db, table, -1);
     return rc;
 }
 
 /* ---- writes --------------------------------------------------------------------- */
 
-static int s_put_meta_rev(MDB_txn *txn, s_lmdb *l)
+static int s_put_meta_rev(kv_view *vw, s_lmdb *l)
 {
-    MDB_val k = { 8, "revision" }, v = { sizeof l->rev, &l->rev };
-    return s_err(mdb_put(txn, l->meta, &k, &v, 0));
+    return kv_view_put(vw, T_META, "revision", 8, &l->rev, sizeof l->rev, NULL);
 }
 
-static int s_fence_ok(MDB_txn *txn, s_lmdb *l, const kv_txn *t, int64_t now)
+static int s_fence_ok(kv_view *vw, const kv_txn *t, int64_t now)
 {
     if (!t->fence_lock)
         return 0;
-    MDB_val k = { strlen(t->fence_lock), (void *)t->fence_lock }, v;
-    int rc = mdb_get(txn, l->locks, &k, &v);
+    MDB_val v;
+    int rc = kv_view_get(vw, T_LOCKS, t->fence_lock, strlen(t->fence_lock), &v);
     if (rc == MDB_NOTFOUND)
         return -EPERM;
     if (rc)
@@ -185,7 +222,7 @@ static int s_fence_ok(MDB_txn *txn, s_lmdb *l, const kv_txn *t, int64_t now)
     return ok ? 0 : -EPERM;
 }
 
-static int s_put(MDB_txn *txn, s_lmdb *l, const kv_txn *t, const kv_mut *m, const char *rkey,
+static int s_put(kv_view *vw, s_lmdb *l, const kv_txn *t, const kv_mut *m, const char *rkey,
                  size_t rlen, const Svc__Store__Record *old, int64_t now)
 {
     Svc__Store__Record rec = *m->rec;
@@ -194,29 +231,29 @@ static int s_put(MDB_txn *txn, s_lmdb *l, const kv_txn *t, const kv_mut *m, cons
     rec.revision = l->rev;
     rec.create_revision = s_live(old, now) ? old->create_revision : l->rev;
     size_t len = svc__store__record__get_packed_size(&rec);
-    MDB_val k = { rlen, (void *)rkey }, v = { len, NULL };
-    int rc = s_err(mdb_put(txn, l->records, &k, &v, MDB_RESERVE));
+    void *p;
+    int rc = kv_view_put(vw, T_RECORDS, rkey, rlen, NULL, len, &p);
     if (rc)
         return rc;
-    svc__store__record__pack(&rec, v.mv_data);
+    svc__store__record__pack(&rec, p);
     if (old && old->expiry && old->expiry != m->expiry)
-        rc = s_expiry_index(txn, l, old->expiry, rkey, rlen, false);
+        rc = s_expiry_index(vw, old->expiry, rkey, rlen, false);
     if (!rc && m->expiry && (!old || old->expiry != m->expiry))
-        rc = s_expiry_index(txn, l, m->expiry, rkey, rlen, true);
+        rc = s_expiry_index(vw, m->expiry, rkey, rlen, true);
     if (!rc && !old)
-        rc = s_count_add(txn, l, t->database, t->table, +1);
+        rc = s_count_add(vw, t->database, t->table, +1);
     return rc;
 }
 
 /* The compares of t: 0 when all hold, 1 when one fails (t->current set if wanted). */
-static int s_compare(MDB_txn *txn, s_lmdb *l, kv_txn *t, int64_t now)
+static int s_compare(kv_view *vw, kv_txn *t, int64_t now)
 {
     char rkey[S_RKEY_MAX];
     for (size_t i = 0; i < t->n_cmps; i++) {
         const kv_cmp *c = &t->cmps[i];
         size_t rlen = s_rkey(rkey, t->database, t->table, c->key, strlen(c->key));
         Svc__Store__Record *r;
-        int rc = s_get_record(txn, l, rkey, rlen, &r);
+        int rc = s_get_record(vw, rkey, rlen, &r);
         if (rc)
             return rc;
         int64_t have = s_live(r, now) ? r->revision : 0;
@@ -236,12 +273,12 @@ static int s_compare(MDB_txn *txn, s_lmdb *l, kv_txn *t, int64_t now)
     return 0;
 }
 
-static int s_apply_txn(MDB_txn *txn, s_lmdb *l, kv_txn *t, int64_t now)
+static int s_apply_txn(kv_view *vw, s_lmdb *l, kv_txn *t, int64_t now)
 {
-    int rc = s_fence_ok(txn, l, t, now);
+    int rc = s_fence_ok(vw, t, now);
     if (rc)
         return rc;
-    rc = s_compare(txn, l, t, now);
+    rc = s_compare(vw, t, now);
     if (rc)
         return rc < 0 ? rc : 0;   /* failed compare: succeeded stays false */
     l->rev++;
@@ -250,15 +287,15 @@ static int s_apply_txn(MDB_txn *txn, s_lmdb *l, kv_txn *t, int64_t now)
         const kv_mut *m = &t->muts[i];
         size_t rlen = s_rkey(rkey, t->database, t->table, m->key, strlen(m->key));
         Svc__Store__Record *old;
-        rc = s_get_record(txn, l, rkey, rlen, &old);
+        rc = s_get_record(vw, rkey, rlen, &old);
         if (rc)
             break;
         if (m->rec) {
-            rc = s_put(txn, l, t, m, rkey, rlen, old, now);
+            rc = s_put(vw, l, t, m, rkey, rlen, old, now);
         } else if (old) {
             if (s_live(old, now))
                 t->deleted++;
-            rc = s_remove(txn, l, t->database, t->table, rkey, rlen, old);
+            rc = s_remove(vw, t->database, t->table, rkey, rlen, old);
         }
         if (old)
             svc__store__record__free_unpacked(old, NULL);
@@ -270,11 +307,11 @@ static int s_apply_txn(MDB_txn *txn, s_lmdb *l, kv_txn *t, int64_t now)
     return rc;
 }
 
-static int s_lock_read(MDB_txn *txn, s_lmdb *l, const char *id, Svc__Store__LockInfo **out)
+static int s_lock_read(kv_view *vw, const char *id, Svc__Store__LockInfo **out)
 {
-    MDB_val k = { strlen(id), (void *)id }, v;
+    MDB_val v;
     *out = NULL;
-    int rc = mdb_get(txn, l->locks, &k, &v);
+    int rc = kv_view_get(vw, T_LOCKS, id, strlen(id), &v);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
@@ -283,19 +320,20 @@ static int s_lock_read(MDB_txn *txn, s_lmdb *l, const char *id, Svc__Store__Lock
     return *out ? 0 : -EIO;
 }
 
-static int s_lock_write(MDB_txn *txn, s_lmdb *l, const Svc__Store__LockInfo *li)
+static int s_lock_write(kv_view *vw, const Svc__Store__LockInfo *li)
 {
-    MDB_val k = { strlen(li->id), li->id }, v = { svc__store__lock_info__get_packed_size(li), NULL };
-    int rc = s_err(mdb_put(txn, l->locks, &k, &v, MDB_RESERVE));
+    void *p;
+    int rc = kv_view_put(vw, T_LOCKS, li->id, strlen(li->id), NULL,
+                         svc__store__lock_info__get_packed_size(li), &p);
     if (!rc)
-        svc__store__lock_info__pack(li, v.mv_data);
+        svc__store__lock_info__pack(li, p);
     return rc;
 }
 
-static int s_apply_lock(MDB_txn *txn, s_lmdb *l, kv_lock *lk, int64_t now)
+static int s_apply_lock(kv_view *vw, s_lmdb *l, kv_lock *lk, int64_t now)
 {
     Svc__Store__LockInfo *cur;
-    int rc = s_lock_read(txn, l, lk->id, &cur);
+    int rc = s_lock_read(vw, lk->id, &cur);
     if (rc)
         return rc;
     bool live = cur && cur->expiry > now;
@@ -311,7 +349,7 @@ static int s_apply_lock(MDB_txn *txn, s_lmdb *l, kv_lock *lk, int64_t now)
         li.owner = (char *)lk->owner;
         li.token = l->rev;
         li.expiry = now + lk->ttl_ms;
-        rc = s_lock_write(txn, l, &li);
+        rc = s_lock_write(vw, &li);
         if (!rc) {
             lk->new_token = li.token;
             lk->expiry = li.expiry;
@@ -324,11 +362,10 @@ static int s_apply_lock(MDB_txn *txn, s_lmdb *l, kv_lock *lk, int64_t now)
     }
     if (lk->kind == KV_LOCK_REFRESH) {
         cur->expiry = now + lk->ttl_ms;
-        rc = s_lock_write(txn, l, cur);
+        rc = s_lock_write(vw, cur);
         lk->expiry = cur->expiry;
     } else {
-        MDB_val k = { strlen(lk->id), (void *)lk->id };
-        rc = s_err(mdb_del(txn, l->locks, &k, NULL));
+        rc = kv_view_del(vw, T_LOCKS, lk->id, strlen(lk->id));
     }
 out:
     if (cur)
@@ -352,83 +389,71 @@ static bool s_split(const char *p, size_t n, const char **db, const char **table
 
 #define S_REAP_BATCH 10000
 
-static int s_apply_reap(MDB_txn *txn, s_lmdb *l, kv_op *op)
+static int s_apply_reap(kv_view *vw, kv_op *op)
 {
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, l->expiry, &cur);
-    if (rc)
-        return s_err(rc);
+    /* The expiry index in order, each entry seen deleted: go on after the last. */
+    unsigned char last[8 + S_RKEY_MAX];
+    size_t last_len = 0;
     MDB_val k, v;
-    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (mrc == 0 && op->reaped < S_REAP_BATCH) {
+    int rc = 0, m = 0;
+    while (op->reaped < S_REAP_BATCH &&
+           (m = kv_view_seek(vw, T_EXPIRY, last, last_len, last_len > 0, &k, &v)) == 0) {
         bool malformed = k.mv_size <= 8 || k.mv_size > 8 + S_RKEY_MAX;
         int64_t exp = malformed ? 0 : (int64_t)s_get_be64(k.mv_data);
         if (exp > op->now)
             break;
-        if (malformed) {
-            if ((rc = s_err(mdb_cursor_del(cur, 0))) != 0)
-                break;
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-            continue;
-        }
-        char rkey[S_RKEY_MAX];
-        size_t rlen = k.mv_size - 8;
-        memcpy(rkey, (char *)k.mv_data + 8, rlen);
-        rc = s_err(mdb_cursor_del(cur, 0));
-        if (rc)
+        last_len = k.mv_size > sizeof last ? sizeof last : k.mv_size;
+        memcpy(last, k.mv_data, last_len);
+        if ((rc = kv_view_del(vw, T_EXPIRY, k.mv_data, k.mv_size)) != 0)
             break;
-        const char *db, *table;
+        if (malformed)
+            continue;
+        const char *rkey = (const char *)last + 8, *db, *table;
+        size_t rlen = last_len - 8;
         Svc__Store__Record *r = NULL;
-        if (s_split(rkey, rlen, &db, &table) && (rc = s_get_record(txn, l, rkey, rlen, &r)) == 0 &&
+        if (s_split(rkey, rlen, &db, &table) && (rc = s_get_record(vw, rkey, rlen, &r)) == 0 &&
             r && r->expiry == exp) {
-            MDB_val rk = { rlen, rkey };
-            rc = s_err(mdb_del(txn, l->records, &rk, NULL)) ?: s_count_add(txn, l, db, table, -1);
+            rc = kv_view_del(vw, T_RECORDS, rkey, rlen) ?: s_count_add(vw, db, table, -1);
             op->reaped++;
         }
         if (r)
             svc__store__record__free_unpacked(r, NULL);
         if (rc)
             break;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);   /* every entry seen is deleted */
     }
-    mdb_cursor_close(cur);
     if (rc)
         return rc;
+    if (m != 0 && m != MDB_NOTFOUND && op->reaped < S_REAP_BATCH)
+        return s_err(m);
     /* Expired locks: few, so a full scan. */
-    if ((rc = mdb_cursor_open(txn, l->locks, &cur)) != 0)
-        return s_err(rc);
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    char id[KV_MAX_LOCK_ID + 1];
+    size_t id_len = 0;
+    while ((m = kv_view_seek(vw, T_LOCKS, id, id_len, id_len > 0, &k, &v)) == 0) {
         Svc__Store__LockInfo *li = svc__store__lock_info__unpack(NULL, v.mv_size, v.mv_data);
         bool dead = !li || li->expiry <= op->now;
         if (li)
             svc__store__lock_info__free_unpacked(li, NULL);
-        if (dead && (rc = s_err(mdb_cursor_del(cur, 0))) != 0)
-            break;
+        id_len = k.mv_size > sizeof id ? sizeof id : k.mv_size;
+        memcpy(id, k.mv_data, id_len);
+        if (dead && (rc = kv_view_del(vw, T_LOCKS, id, id_len)) != 0)
+            return rc;
         if (dead)
             op->reaped++;
     }
-    mdb_cursor_close(cur);
-    return rc;
+    return m == MDB_NOTFOUND ? 0 : s_err(m);
 }
 
-static int s_run(MDB_txn *txn, s_lmdb *l, kv_op *op)
+static int s_run(kv_view *vw, s_lmdb *l, kv_op *op)
 {
     switch (op->kind) {
-    case KV_OP_TXN: return s_apply_txn(txn, l, &op->txn, op->now);
-    case KV_OP_LOCK: return s_apply_lock(txn, l, &op->lock, op->now);
-    case KV_OP_REAP: return s_apply_reap(txn, l, op);
+    case KV_OP_TXN: return s_apply_txn(vw, l, &op->txn, op->now);
+    case KV_OP_LOCK: return s_apply_lock(vw, l, &op->lock, op->now);
+    case KV_OP_REAP: return s_apply_reap(vw, op);
     }
     return -EINVAL;
 }
 
-/* Outcomes decided before anything was written: the transaction is as it was. */
-static bool s_clean(int rc)
-{
-    return rc == 0 || rc == -EPERM || rc == -EBUSY || rc == -ESTALE;
-}
-
-/* Clears what an op's application filled in, for a retry or a failed batch. */
+/* Clears what an op's application filled in, for a failed op or batch. */
 static void s_reset(kv_op *op)
 {
     op->txn.succeeded = false;
@@ -441,74 +466,154 @@ static void s_reset(kv_op *op)
     op->reaped = 0;
 }
 
-/* op in a transaction nested in parent, so that a failure rolls back this op alone. */
-static int s_apply_nested(MDB_txn *parent, s_lmdb *l, kv_op *op)
+/* Whether op may take more room: puts and lock grants (deletes and reaps only free it). */
+static bool s_grows(const kv_op *op)
+{
+    if (op->kind == KV_OP_LOCK)
+        return op->lock.kind != KV_LOCK_RELEASE;
+    if (op->kind != KV_OP_TXN)
+        return false;
+    for (size_t i = 0; i < op->txn.n_muts; i++)
+        if (op->txn.muts[i].rec)
+            return true;
+    return false;
+}
+
+/* The view the writer works out a batch in: this op over the batch over what is shared. */
+static void s_writer_view(s_lmdb *l, kv_view *vw, MDB_txn *txn, kv_layer *top)
+{
+    *vw = (kv_view){ .txn = txn, .dbis = l->dbi };
+    vw->layers[vw->n_layers++] = top;
+    if (top == l->op)
+        vw->layers[vw->n_layers++] = l->batch;
+    vw->layers[vw->n_layers++] = l->active;
+    if (l->frozen)
+        vw->layers[vw->n_layers++] = l->frozen;
+}
+
+/* Works out ops[0..n) into l->batch (mu held for reading); the ops' rcs are set. */
+static int s_work_out(s_lmdb *l, kv_op **ops, size_t n)
 {
     MDB_txn *txn;
-    int64_t rev0 = l->rev;
-    int rc = s_err(mdb_txn_begin(l->env, parent, 0, &txn));
+    int rc = s_err(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
     if (rc)
         return rc;
-    rc = s_run(txn, l, op);
-    if (rc == 0 && (rc = s_err(mdb_txn_commit(txn))) == 0)
-        return 0;
-    if (rc)
-        mdb_txn_abort(txn);
-    l->rev = rev0;
-    if (op->kind == KV_OP_TXN)
+    int64_t rev0 = l->rev;
+    long long pending = (long long)(kv_layer_pages(l->active) + (l->frozen ? kv_layer_pages(l->frozen) : 0));
+    kv_view vw;
+    s_writer_view(l, &vw, txn, l->op);
+    for (size_t i = 0; i < n; i++) {
+        kv_op *op = ops[i];
+        int64_t rev = l->rev;
+        op->rc = s_run(&vw, l, op);
+        if (op->rc == 0 && s_grows(op) &&
+            pending + (long long)(kv_layer_pages(l->batch) + kv_layer_pages(l->op)) > atomic_load(&l->avail))
+            op->rc = -ENOSPC;
+        if (op->rc == 0) {
+            kv_layer_merge(l->batch, l->op);
+            continue;
+        }
+        kv_layer_clear(l->op);   /* a failed op leaves nothing behind */
+        l->rev = rev;
         s_reset(op);
+    }
+    kv_view_release(&vw);
+    if (l->rev != rev0) {
+        /* The counter once per batch: it goes out with every revision it handed out. */
+        s_writer_view(l, &vw, txn, l->batch);
+        rc = s_put_meta_rev(&vw, l);
+        kv_view_release(&vw);
+    }
+    mdb_txn_abort(txn);
     return rc;
 }
 
-/*
- * The batch in one write transaction.  Flat (nested false): 1 when an op
- * failed after it may have written part of itself (store full, I/O error):
- * the transaction is then abandoned and the caller runs the batch again
- * nested, one child transaction per op (LMDB allocates some 3 MiB for each
- * child, so the common case does without).  0 when committed.
- */
-static int s_batch(s_lmdb *l, kv_op **ops, size_t n, bool nested)
+static int s_wal_size(void *arg, const kv_change *c)
 {
-    MDB_txn *txn;
-    int64_t rev0 = l->rev;
-    int rc = s_err(mdb_txn_begin(l->env, NULL, 0, &txn));
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < n; i++) {
-        ops[i]->rc = nested ? s_apply_nested(txn, l, ops[i]) : s_run(txn, l, ops[i]);
-        if (!nested && !s_clean(ops[i]->rc)) {
-            mdb_txn_abort(txn);
-            l->rev = rev0;
-            for (size_t j = 0; j <= i; j++)
-                s_reset(ops[j]);
-            return 1;
-        }
-    }
-    /* The counter once per batch: it commits with every revision it handed out. */
-    rc = l->rev != rev0 ? s_put_meta_rev(txn, l) : 0;
-    if (rc)
-        mdb_txn_abort(txn);
-    else
-        rc = s_err(mdb_txn_commit(txn));   /* durable: the env syncs on commit */
-    if (rc)
-        l->rev = rev0;
-    return rc;
+    *(size_t *)arg += kv_wal_change_size(c);
+    return 0;
+}
+
+static int s_wal_put(void *arg, const kv_change *c)
+{
+    unsigned char **p = arg;
+    *p = kv_wal_put_change(*p, c);
+    return 0;
+}
+
+/* l->batch as one log record, on disk when this returns 0. */
+static int s_log_batch(s_lmdb *l, uint64_t *lsn)
+{
+    size_t len = 0;
+    kv_layer_walk(l->batch, s_wal_size, &len);
+    if (len > KV_WAL_MAX_RECORD)
+        return -ENOSPC;
+    unsigned char *p = kv_wal_reserve(l->wal, len);
+    if (!p)
+        return -ENOMEM;
+    kv_layer_walk(l->batch, s_wal_put, &p);
+    return kv_wal_append(l->wal, len, lsn);
+}
+
+/* After a batch is published (mu held for writing): freezes active when it is due. */
+static void s_maybe_freeze(s_lmdb *l)
+{
+    if (l->frozen || (kv_wal_used(l->wal) < KV_WAL_FILE_BYTES / 2 &&
+                      kv_layer_count(l->active) < S_FREEZE_COUNT))
+        return;
+    kv_layer *fresh = kv_layer_new();
+    if (!fresh)
+        return;   /* try again after the next batch */
+    l->frozen = l->active;
+    l->active = fresh;
+    kv_wal_switch(l->wal);
+    pthread_mutex_lock(&l->ck_mu);
+    l->ck_pending = true;
+    l->ck_lsn = l->active_lsn;
+    pthread_cond_signal(&l->ck_cv);
+    pthread_mutex_unlock(&l->ck_mu);
 }
 
 static int s_apply(kv_backend *b, kv_op **ops, size_t n)
 {
     s_lmdb *l = b->state;
-    int rc = s_batch(l, ops, n, false);
-    if (rc == 1)
-        rc = s_batch(l, ops, n, true);
+    int64_t rev0 = l->rev;
+    int rc = atomic_load(&l->failed);
+    if (!rc) {
+        pthread_rwlock_rdlock(&l->mu);
+        rc = s_work_out(l, ops, n);
+        pthread_rwlock_unlock(&l->mu);
+    }
+    uint64_t lsn = 0;
+    if (!rc && kv_layer_count(l->batch))
+        rc = s_log_batch(l, &lsn);
     if (rc) {
         svc_error_log("store commit failed\terror=%s", svc_strerror(rc));
+        if (rc == -EIO)
+            atomic_store(&l->failed, rc);
+        kv_layer_clear(l->batch);
+        l->rev = rev0;
         for (size_t i = 0; i < n; i++) {
             ops[i]->rc = rc;
             s_reset(ops[i]);
         }
+        return rc;
     }
-    return rc;
+    if (!lsn)
+        return 0;
+    pthread_rwlock_wrlock(&l->mu);
+    kv_layer_merge(l->active, l->batch);
+    l->active_lsn = lsn;
+    s_maybe_freeze(l);
+    bool wait = l->frozen && kv_layer_bytes(l->active) > S_MAX_PENDING;
+    pthread_rwlock_unlock(&l->mu);
+    if (wait) {   /* writes outrun the checkpoints: let one finish before taking more */
+        pthread_mutex_lock(&l->ck_mu);
+        while (l->ck_pending && !atomic_load(&l->failed))
+            pthread_cond_wait(&l->ck_cv, &l->ck_mu);
+        pthread_mutex_unlock(&l->ck_mu);
+    }
+    return 0;
 }
 
 /* ---- reads ---------------------------------------------------------------------- */
@@ -532,17 +637,36 @@ static int s_grow(void **arr, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
-static bool s_db_exists(MDB_txn *txn, s_lmdb *l, const char *db)
+/* A reader's view of the store: mu held for reading until s_read_end. */
+static int s_read_begin(s_lmdb *l, kv_view *vw)
 {
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, l->tables, &cur))
-        return false;
+    MDB_txn *txn;
+    pthread_rwlock_rdlock(&l->mu);
+    int rc = s_err(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    if (rc) {
+        pthread_rwlock_unlock(&l->mu);
+        return rc;
+    }
+    *vw = (kv_view){ .txn = txn, .dbis = l->dbi };
+    vw->layers[vw->n_layers++] = l->active;
+    if (l->frozen)
+        vw->layers[vw->n_layers++] = l->frozen;
+    return 0;
+}
+
+static void s_read_end(s_lmdb *l, kv_view *vw)
+{
+    kv_view_release(vw);
+    mdb_txn_abort(vw->txn);
+    pthread_rwlock_unlock(&l->mu);
+}
+
+static bool s_db_exists(kv_view *vw, const char *db)
+{
     size_t dl = strlen(db);
-    MDB_val k = { dl + 1, (void *)db }, v;
-    bool ok = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size > dl &&
-              memcmp(k.mv_data, db, dl + 1) == 0;
-    mdb_cursor_close(cur);
-    return ok;
+    MDB_val k, v;
+    return kv_view_seek(vw, T_TABLES, db, dl + 1, false, &k, &v) == 0 && k.mv_size > dl &&
+           memcmp(k.mv_data, db, dl + 1) == 0;
 }
 
 typedef struct s_read {
@@ -579,24 +703,25 @@ static int s_take(s_read *r, const kv_query *q, const char *key, size_t klen, Sv
     return 0;
 }
 
-static int s_scan(MDB_txn *txn, s_lmdb *l, const kv_query *q, s_read *r, bool *more)
+static int s_scan(kv_view *vw, const kv_query *q, s_read *r, bool *more)
 {
-    char start[S_RKEY_MAX];
+    char start[S_RKEY_MAX], at[S_RKEY_MAX];
     size_t plen = strlen(q->prefix);
     size_t base = s_rkey(start, q->database, q->table, "", 0);
     size_t slen = s_rkey(start, q->database, q->table, q->prefix, plen);
-    MDB_cursor *cur;
-    int rc = s_err(mdb_cursor_open(txn, l->records, &cur));
-    if (rc)
-        return rc;
-    MDB_val k = { slen, start }, v;
+    memcpy(at, start, slen);
+    size_t at_len = slen;
+    MDB_val k, v;
     uint32_t skipped = 0;
-    for (int m = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); m == 0;
-         m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < slen || memcmp(k.mv_data, start, slen) != 0)
+    int rc = 0, m;
+    for (bool after = false; (m = kv_view_seek(vw, T_RECORDS, at, at_len, after, &k, &v)) == 0;
+         after = true) {
+        if (k.mv_size < slen || k.mv_size > sizeof at || memcmp(k.mv_data, start, slen) != 0)
             break;
-        const char *key = (const char *)k.mv_data + base;
-        size_t klen = k.mv_size - base;
+        memcpy(at, k.mv_data, k.mv_size);
+        at_len = k.mv_size;
+        const char *key = at + base;
+        size_t klen = at_len - base;
         if (!s_suffix(key, klen, q->suffix))
             continue;
         Svc__Store__Record *rec = s_decode(&v);
@@ -623,7 +748,8 @@ static int s_scan(MDB_txn *txn, s_lmdb *l, const kv_query *q, s_read *r, bool *m
         if (q->limit && r->n_recs + r->n_keys >= q->limit)
             break;
     }
-    mdb_cursor_close(cur);
+    if (!rc && m && m != MDB_NOTFOUND)
+        rc = s_err(m);
     return rc;
 }
 
@@ -631,19 +757,19 @@ static int s_read_fn(kv_backend *b, const kv_query *q, Svc__Store__Record ***rec
                      char ***keys, size_t *n_keys, bool *more)
 {
     s_lmdb *l = b->state;
-    MDB_txn *txn;
+    kv_view vw;
     *more = false;
-    int rc = s_err(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    int rc = s_read_begin(l, &vw);
     if (rc)
         return rc;
     s_read r = { 0 };
-    if (!s_db_exists(txn, l, q->database)) {
+    if (!s_db_exists(&vw, q->database)) {
         rc = -ENODEV;
     } else if (q->key) {
         char rkey[S_RKEY_MAX];
         size_t rlen = s_rkey(rkey, q->database, q->table, q->key, strlen(q->key));
         Svc__Store__Record *rec;
-        rc = s_get_record(txn, l, rkey, rlen, &rec);
+        rc = s_get_record(&vw, rkey, rlen, &rec);
         if (rc == 0 && !s_live(rec, q->now))
             rc = -ENOENT;
         if (rc == 0 && (rc = s_take(&r, q, q->key, strlen(q->key), rec)) == 0) {
@@ -653,9 +779,9 @@ static int s_read_fn(kv_backend *b, const kv_query *q, Svc__Store__Record ***rec
         if (rec)
             svc__store__record__free_unpacked(rec, NULL);
     } else {
-        rc = s_scan(txn, l, q, &r, more);
+        rc = s_scan(&vw, q, &r, more);
     }
-    mdb_txn_abort(txn);
+    s_read_end(l, &vw);
     if (rc) {
         for (size_t i = 0; i < r.n_recs; i++)
             svc__store__record__free_unpacked(r.recs[i], NULL);
@@ -676,26 +802,28 @@ static int s_read_fn(kv_backend *b, const kv_query *q, Svc__Store__Record ***rec
 static int s_names(kv_backend *b, const char *db, char ***out, size_t *n)
 {
     s_lmdb *l = b->state;
-    MDB_txn *txn;
+    kv_view vw;
     *out = NULL;
     *n = 0;
-    int rc = s_err(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    int rc = s_read_begin(l, &vw);
     if (rc)
         return rc;
-    MDB_cursor *cur;
-    if ((rc = s_err(mdb_cursor_open(txn, l->tables, &cur))) != 0) {
-        mdb_txn_abort(txn);
-        return rc;
-    }
     size_t cap = 0, dl = db ? strlen(db) + 1 : 0;
-    MDB_val k = { dl, (void *)db }, v;
-    int m = mdb_cursor_get(cur, &k, &v, db ? MDB_SET_RANGE : MDB_FIRST);
-    for (; m == 0 && rc == 0; m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    char at[2 * KV_MAX_NAME + 2];
+    size_t at_len = dl;
+    if (db)
+        memcpy(at, db, dl);
+    MDB_val k, v;
+    int m;
+    for (bool after = false; rc == 0 && (m = kv_view_seek(&vw, T_TABLES, at, at_len, after, &k, &v)) == 0;
+         after = true) {
         const char *p = k.mv_data, *z = memchr(p, 0, k.mv_size);
-        if (!z)
-            continue;
         if (db && (k.mv_size < dl || memcmp(p, db, dl) != 0))
             break;
+        at_len = k.mv_size > sizeof at ? sizeof at : k.mv_size;
+        memcpy(at, p, at_len);
+        if (!z)
+            continue;
         const char *name = db ? z + 1 : p;
         size_t len = db ? k.mv_size - (size_t)(z + 1 - p) : (size_t)(z - p);
         if (!db && *n && strlen((*out)[*n - 1]) == len && memcmp((*out)[*n - 1], name, len) == 0)
@@ -706,8 +834,7 @@ static int s_names(kv_backend *b, const char *db, char ***out, size_t *n)
         if (!rc)
             (*n)++;
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    s_read_end(l, &vw);
     if (rc == 0 && db && *n == 0)
         rc = -ENODEV;
     if (rc) {
@@ -728,12 +855,12 @@ static int s_tables(kv_backend *b, const char *db, char ***out, size_t *n) { ret
 static int s_lock_get(kv_backend *b, const char *id, int64_t now, Svc__Store__LockInfo **out)
 {
     s_lmdb *l = b->state;
-    MDB_txn *txn;
-    int rc = s_err(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    kv_view vw;
+    int rc = s_read_begin(l, &vw);
     if (rc)
         return rc;
-    rc = s_lock_read(txn, l, id, out);
-    mdb_txn_abort(txn);
+    rc = s_lock_read(&vw, id, out);
+    s_read_end(l, &vw);
     if (rc == 0 && (!*out || (*out)->expiry <= now)) {
         if (*out)
             svc__store__lock_info__free_unpacked(*out, NULL);
@@ -746,21 +873,20 @@ static int s_lock_get(kv_backend *b, const char *id, int64_t now, Svc__Store__Lo
 static int s_lock_list(kv_backend *b, int64_t now, Svc__Store__LockInfo ***out, size_t *n)
 {
     s_lmdb *l = b->state;
-    MDB_txn *txn;
-    MDB_cursor *cur;
+    kv_view vw;
     *out = NULL;
     *n = 0;
-    int rc = s_err(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    int rc = s_read_begin(l, &vw);
     if (rc)
         return rc;
-    if ((rc = s_err(mdb_cursor_open(txn, l->locks, &cur))) != 0) {
-        mdb_txn_abort(txn);
-        return rc;
-    }
     size_t cap = 0;
+    char id[KV_MAX_LOCK_ID + 1];
+    size_t id_len = 0;
     MDB_val k, v;
-    for (int m = mdb_cursor_get(cur, &k, &v, MDB_FIRST); m == 0 && rc == 0;
-         m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    int m;
+    while (rc == 0 && (m = kv_view_seek(&vw, T_LOCKS, id, id_len, id_len > 0, &k, &v)) == 0) {
+        id_len = k.mv_size > sizeof id ? sizeof id : k.mv_size;
+        memcpy(id, k.mv_data, id_len);
         Svc__Store__LockInfo *li = svc__store__lock_info__unpack(NULL, v.mv_size, v.mv_data);
         if (!li || li->expiry <= now) {
             if (li)
@@ -772,9 +898,111 @@ static int s_lock_list(kv_backend *b, int64_t now, Svc__Store__LockInfo ***out, 
         else
             svc__store__lock_info__free_unpacked(li, NULL);
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    s_read_end(l, &vw);
     return rc;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------- */
+
+static int s_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t v)
+{
+    MDB_val k = { strlen(key), (void *)key }, val = { sizeof v, &v };
+    return mdb_put(txn, dbi, &k, &val, 0);
+}
+
+/* One change into LMDB (a checkpoint's or a replayed one). */
+static int s_put_change(void *arg, const kv_change *c)
+{
+    void **a = arg;
+    MDB_txn *txn = a[0];
+    s_lmdb *l = a[1];
+    if (c->table >= T_N)
+        return -EBADMSG;
+    MDB_val k = { c->klen, (void *)c->key }, v = { c->vlen, c->val };
+    int rc = c->del ? mdb_del(txn, l->dbi[c->table], &k, NULL) : mdb_put(txn, l->dbi[c->table], &k, &v, 0);
+    return rc == MDB_NOTFOUND && c->del ? 0 : s_err(rc);
+}
+
+/* What LMDB has free for new data: the map past its last page, its freelist, less a reserve. */
+static void s_update_avail(s_lmdb *l)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    MDB_txn *txn;
+    long long free_pages = 0;
+    if (mdb_env_info(l->env, &info) || mdb_env_stat(l->env, &st) ||
+        mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn))
+        return;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, 0 /* FREE_DBI, as mdb_stat -f reads it */, &cur) == 0) {
+        MDB_val k, v;
+        for (int m = mdb_cursor_get(cur, &k, &v, MDB_FIRST); m == 0;
+             m = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            if (v.mv_size >= sizeof(size_t))
+                free_pages += (long long)*(size_t *)v.mv_data;   /* an IDL: its count first */
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    long long map = (long long)(info.me_mapsize / st.ms_psize);
+    long long avail = map - (long long)info.me_last_pgno - 1 + free_pages - S_SLACK_PAGES - map / 32;
+    atomic_store(&l->avail, avail > 0 ? avail : 0);
+}
+
+/* Puts layer into LMDB with wal_lsn = lsn, in one synchronous commit. */
+static int s_checkpoint(s_lmdb *l, const kv_layer *layer, uint64_t lsn)
+{
+    MDB_txn *txn;
+    int rc = s_err(mdb_txn_begin(l->env, NULL, 0, &txn));
+    if (rc)
+        return rc;
+    void *arg[2] = { txn, l };
+    rc = kv_layer_walk(layer, s_put_change, arg);
+    if (!rc)
+        rc = s_err(s_put_u64(txn, l->dbi[T_META], "wal_lsn", lsn));
+    if (rc)
+        mdb_txn_abort(txn);
+    else
+        rc = s_err(mdb_txn_commit(txn));
+    if (!rc)
+        s_update_avail(l);
+    return rc;
+}
+
+static void *s_checkpointer(void *arg)
+{
+    s_lmdb *l = arg;
+    pthread_mutex_lock(&l->ck_mu);
+    for (;;) {
+        while (!l->ck_pending && !l->ck_stop)
+            pthread_cond_wait(&l->ck_cv, &l->ck_mu);
+        if (!l->ck_pending)
+            break;
+        uint64_t lsn = l->ck_lsn;
+        pthread_mutex_unlock(&l->ck_mu);
+        int64_t t0 = kv_mono_us();
+        int rc = s_checkpoint(l, l->frozen, lsn);   /* only this thread frees frozen */
+        if (rc) {
+            /* The changes stay in memory and in the log: reads still see them. */
+            svc_error_log("store checkpoint failed; refusing writes until restart\terror=%s",
+                          svc_strerror(rc));
+            atomic_store(&l->failed, rc);
+            pthread_mutex_lock(&l->ck_mu);
+            pthread_cond_broadcast(&l->ck_cv);
+            break;
+        }
+        svc_debug("store checkpoint\tchanges=%zu lsn=%llu ms=%lld", kv_layer_count(l->frozen),
+                  (unsigned long long)lsn, (long long)(kv_mono_us() - t0) / 1000);
+        pthread_rwlock_wrlock(&l->mu);
+        kv_layer *done = l->frozen;
+        l->frozen = NULL;
+        pthread_rwlock_unlock(&l->mu);
+        kv_layer_destroy(&done);
+        pthread_mutex_lock(&l->ck_mu);
+        l->ck_pending = false;
+        pthread_cond_broadcast(&l->ck_cv);
+    }
+    pthread_mutex_unlock(&l->ck_mu);
+    return NULL;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
@@ -789,16 +1017,42 @@ static void s_maintain(kv_backend *b)
         svc_info("cleared stale reader slots\tcount=%d", dead);
 }
 
+static void s_free(s_lmdb *l)
+{
+    if (l->env)
+        mdb_env_close(l->env);
+    if (l->lock_fd >= 0)
+        close(l->lock_fd);
+    kv_wal_close(&l->wal);
+    kv_layer_destroy(&l->active);
+    kv_layer_destroy(&l->frozen);
+    kv_layer_destroy(&l->batch);
+    kv_layer_destroy(&l->op);
+    pthread_rwlock_destroy(&l->mu);
+    pthread_mutex_destroy(&l->ck_mu);
+    pthread_cond_destroy(&l->ck_cv);
+    free(l);
+}
+
+/* Stops the checkpoint thread after its last checkpoint, then puts active into LMDB too. */
 static void s_destroy(kv_backend *b)
 {
     if (!b)
         return;
     s_lmdb *l = b->state;
-    if (l->env)
-        mdb_env_close(l->env);
-    if (l->lock_fd >= 0)
-        close(l->lock_fd);
-    free(l);
+    if (l->ck_started) {
+        pthread_mutex_lock(&l->ck_mu);
+        l->ck_stop = true;
+        pthread_cond_signal(&l->ck_cv);
+        pthread_mutex_unlock(&l->ck_mu);
+        pthread_join(l->ck, NULL);
+    }
+    if (!atomic_load(&l->failed) && !l->frozen && kv_layer_count(l->active)) {
+        int rc = s_checkpoint(l, l->active, l->active_lsn);
+        if (rc)   /* nothing lost: the log still has it, the next start replays it */
+            svc_error_log("store checkpoint at stop failed\terror=%s", svc_strerror(rc));
+    }
+    s_free(l);
     free(b);
     atomic_store(&s_opened, false);
 }
@@ -818,32 +1072,74 @@ static const kv_sync_ops s_sync_ops = {
     .lock_list = s_lock_list,
 };
 
+/* A u64 of the meta table: 0 and *out (0 when absent), or -EIO when it is malformed. */
+static int s_get_u64(MDB_txn *txn, s_lmdb *l, const char *key, uint64_t *out)
+{
+    MDB_val k = { strlen(key), (void *)key }, v;
+    *out = 0;
+    int rc = mdb_get(txn, l->dbi[T_META], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc || v.mv_size != sizeof *out)
+        return -EIO;
+    memcpy(out, v.mv_data, sizeof *out);
+    return 0;
+}
+
+static int s_replay_record(void *arg, uint64_t lsn, const unsigned char *payload, size_t len)
+{
+    return kv_wal_changes(payload, len, s_put_change, arg);
+}
+
+/*
+ * Opens the tables, puts the log's records after wal_lsn into LMDB (one
+ * synchronous commit), reads the revision counter, and starts the log.
+ */
 static int s_open_dbis(s_lmdb *l, char *err, size_t errlen)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(l->env, NULL, 0, &txn);
     if (rc)
         goto fail;
-    struct { const char *name; MDB_dbi *dbi; } dbis[] = {
-        { "records", &l->records }, { "expiry", &l->expiry }, { "tables", &l->tables },
-        { "locks", &l->locks }, { "meta", &l->meta },
-    };
-    for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++)
-        if ((rc = mdb_dbi_open(txn, dbis[i].name, MDB_CREATE, dbis[i].dbi)) != 0) {
+    static const char *const names[T_N] = { "records", "expiry", "tables", "locks", "meta" };
+    for (int i = 0; i < T_N; i++)
+        if ((rc = mdb_dbi_open(txn, names[i], MDB_CREATE, &l->dbi[i])) != 0) {
             mdb_txn_abort(txn);
             goto fail;
         }
-    MDB_val k = { 8, "revision" }, v;
-    rc = mdb_get(txn, l->meta, &k, &v);
-    if (rc == 0 && v.mv_size == sizeof l->rev)
-        memcpy(&l->rev, v.mv_data, sizeof l->rev);
-    else if (rc != MDB_NOTFOUND) {
+    uint64_t after, last, rev;
+    if (s_get_u64(txn, l, "wal_lsn", &after) < 0) {
         mdb_txn_abort(txn);
         snprintf(err, errlen, "store metadata is corrupt");
         return -EIO;
     }
+    void *arg[2] = { txn, l };
+    int64_t t0 = kv_mono_us();
+    rc = kv_wal_replay(l->wal, after, s_replay_record, arg, &last, err, errlen);
+    if (rc == -ENOSPC)
+        snprintf(err, errlen, "the write-ahead log does not fit in the map: restart with a larger --map-size");
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if (last > after && (rc = s_put_u64(txn, l->dbi[T_META], "wal_lsn", last)) != 0) {
+        mdb_txn_abort(txn);
+        goto fail;
+    }
+    if (s_get_u64(txn, l, "revision", &rev) < 0) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "store metadata is corrupt");
+        return -EIO;
+    }
+    l->rev = (int64_t)rev;
     if ((rc = mdb_txn_commit(txn)) != 0)
         goto fail;
+    if (last > after)
+        svc_info("replayed the write-ahead log\trecords=%llu ms=%lld",
+                 (unsigned long long)(last - after), (long long)(kv_mono_us() - t0) / 1000);
+    kv_wal_start(l->wal, last + 1);
+    l->active_lsn = last;
+    s_update_avail(l);
     return 0;
 fail:
     snprintf(err, errlen, "cannot open the store's tables: %s", mdb_strerror(rc));
@@ -860,13 +1156,30 @@ kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, char *err, size_t errle
     s_lmdb *l = calloc(1, sizeof *l);
     if (!b || !l) {
         snprintf(err, errlen, "out of memory");
+        free(l);
+        l = NULL;
         goto out_free;
     }
     l->lock_fd = -1;
     l->pid = getpid();
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    /* Readers come and go all the time: without this the writer could wait for ever. */
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&l->mu, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&l->ck_mu, NULL);
+    pthread_cond_init(&l->ck_cv, NULL);
     b->kv = &s_kv_ops;
     b->sync = &s_sync_ops;
     b->state = l;
+    l->active = kv_layer_new();
+    l->batch = kv_layer_new();
+    l->op = kv_layer_new();
+    if (!l->active || !l->batch || !l->op) {
+        snprintf(err, errlen, "out of memory");
+        goto out_free;
+    }
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create data dir \"%s\": %s", dir, strerror(errno));
         goto out_free;
@@ -885,6 +1198,8 @@ kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, char *err, size_t errle
         snprintf(err, errlen, "data dir \"%s\" is in use by another stored", dir);
         goto out_free;
     }
+    if (kv_wal_open(dir, &l->wal, err, errlen) < 0)
+        goto out_free;
     int rc = mdb_env_create(&l->env);
     if (!rc)
         rc = mdb_env_set_maxdbs(l->env, 8);
@@ -905,13 +1220,15 @@ kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, char *err, size_t errle
         svc_info("cleared stale reader slots\tcount=%d", dead);
     if (s_open_dbis(l, err, errlen) < 0)
         goto out_free;
+    if ((rc = pthread_create(&l->ck, NULL, s_checkpointer, l)) != 0) {
+        snprintf(err, errlen, "cannot start the checkpoint thread: %s", strerror(rc));
+        goto out_free;
+    }
+    l->ck_started = true;
     return b;
 out_free:
-    if (l && l->env)
-        mdb_env_close(l->env);
-    if (l && l->lock_fd >= 0)
-        close(l->lock_fd);
-    free(l);
+    if (l)
+        s_free(l);
     free(b);
     atomic_store(&s_opened, false);
     return NULL;
