@@ -5,7 +5,7 @@
  * (records: read, list, databases, tables, and the write batch) and
  * kv_sync_ops (locks: read one, list).  Changes to either go through
  * `apply`, which takes a whole batch of operations (kv_op) and must make
- * them durable before it returns: the group-commit writer (commit.h) is the
+ * them durable before it returns (and visible to reads no sooner): the group-commit writer (commit.h) is the
  * only caller of apply, so a backend needs no write locking; reads may run
  * on any thread at the same time.
  *
@@ -148,6 +148,8 @@ typedef struct kv_kv_ops {
      * a whole could not be committed (then every op's rc is that code).
      */
     int (*apply)(kv_backend *b, kv_op **ops, size_t n);
+    /* Checkpoints since open, and keys changed but not yet in the B-tree.  Any thread. */
+    void (*stats)(kv_backend *b, uint64_t *checkpoints, uint64_t *pending);
     /* Housekeeping (stale reader slots...); logs what it did.  Any thread. */
     void (*maintain)(kv_backend *b);
     void (*destroy)(kv_backend *b);
@@ -168,12 +170,15 @@ struct kv_backend {
 
 /*
  * Opens (creating if needed) the LMDB store in directory dir with a map of
- * map_mb MiB.  One per process (a second open fails with -EALREADY); not to
- * be used across fork.  Clears stale reader slots.  Takes an exclusive lock
+ * map_mb MiB, fronted by a write-ahead log there (wal.h) that is put into
+ * LMDB each time checkpoint_bytes of it have been written; replays the log
+ * first.  One per process (a second open fails with -EALREADY); not to be
+ * used across fork.  Clears stale reader slots.  Takes an exclusive lock
  * on dir (-EBUSY when another stored has it).  On failure returns NULL and
  * writes a one-line reason into err.
  */
-kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, char *err, size_t errlen);
+kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, size_t checkpoint_bytes, char *err,
+                         size_t errlen);
 
 /* Clocks (clock.c).  Unix milliseconds now: the clock of expiries and leases. */
 int64_t kv_now_ms(void);

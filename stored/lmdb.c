@@ -21,8 +21,8 @@
  * readers see, and are the ops answered.  An LMDB commit flushes twice and
  * writes a page per changed record; the log flushes once and appends.
  *
- * The B-tree catches up in checkpoints: once the log file in use is half
- * full (or active holds S_FREEZE_COUNT changes), active is frozen, the log
+ * The B-tree catches up in checkpoints: once the log file in use holds
+ * checkpoint_bytes (or active S_FREEZE_COUNT changes), active is frozen, the log
  * moves to its other file, and the checkpoint thread writes the frozen
  * layer into LMDB in one synchronous transaction, with the LSN of its last
  * record as meta "wal_lsn", then drops it.  Readers hold `mu` (read) across
@@ -67,6 +67,7 @@ typedef struct s_lmdb {
     int lock_fd;        /* flock'd data-dir/stored.lock */
     pid_t pid;          /* opener: the env is not used across fork */
     kv_wal *wal;        /* the log (writer thread only, after open) */
+    size_t ckpt_bytes;  /* log bytes in the current file that start a checkpoint */
     pthread_rwlock_t mu;/* guards active and frozen (read: readers and the writer's view) */
     kv_layer *active;   /* durable changes not yet in LMDB; the writer adds to it */
     kv_layer *frozen;   /* or NULL: the changes the checkpoint thread is putting into LMDB */
@@ -74,6 +75,7 @@ typedef struct s_lmdb {
     kv_layer *batch, *op;/* the writer's own: this batch's changes, this op's */
     atomic_llong avail; /* pages LMDB had free for new data at the last checkpoint */
     atomic_int failed;  /* once the log or a checkpoint failed: every write's code */
+    atomic_ullong checkpoints;  /* done since open */
     pthread_t ck;       /* the checkpoint thread */
     bool ck_started;
     pthread_mutex_t ck_mu;  /* guards the three below */
@@ -558,7 +560,7 @@ static int s_log_batch(s_lmdb *l, uint64_t *lsn)
 /* After a batch is published (mu held for writing): freezes active when it is due. */
 static void s_maybe_freeze(s_lmdb *l)
 {
-    if (l->frozen || (kv_wal_used(l->wal) < KV_WAL_FILE_BYTES / 2 &&
+    if (l->frozen || (kv_wal_used(l->wal) < l->ckpt_bytes &&
                       kv_layer_count(l->active) < S_FREEZE_COUNT))
         return;
     kv_layer *fresh = kv_layer_new();
@@ -992,6 +994,7 @@ static void *s_checkpointer(void *arg)
         }
         svc_debug("store checkpoint\tchanges=%zu lsn=%llu ms=%lld", kv_layer_count(l->frozen),
                   (unsigned long long)lsn, (long long)(kv_mono_us() - t0) / 1000);
+        atomic_fetch_add(&l->checkpoints, 1);
         pthread_rwlock_wrlock(&l->mu);
         kv_layer *done = l->frozen;
         l->frozen = NULL;
@@ -1015,6 +1018,15 @@ static void s_maintain(kv_backend *b)
         return;
     if (mdb_reader_check(l->env, &dead) == 0 && dead > 0)
         svc_info("cleared stale reader slots\tcount=%d", dead);
+}
+
+static void s_stats(kv_backend *b, uint64_t *checkpoints, uint64_t *pending)
+{
+    s_lmdb *l = b->state;
+    *checkpoints = atomic_load(&l->checkpoints);
+    pthread_rwlock_rdlock(&l->mu);
+    *pending = kv_layer_count(l->active) + (l->frozen ? kv_layer_count(l->frozen) : 0);
+    pthread_rwlock_unlock(&l->mu);
 }
 
 static void s_free(s_lmdb *l)
@@ -1063,6 +1075,7 @@ static const kv_kv_ops s_kv_ops = {
     .databases = s_databases,
     .tables = s_tables,
     .apply = s_apply,
+    .stats = s_stats,
     .maintain = s_maintain,
     .destroy = s_destroy,
 };
@@ -1146,7 +1159,8 @@ fail:
     return s_err(rc);
 }
 
-kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, char *err, size_t errlen)
+kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, size_t checkpoint_bytes, char *err,
+                         size_t errlen)
 {
     if (atomic_exchange(&s_opened, true)) {
         snprintf(err, errlen, "an LMDB store is already open in this process");
@@ -1162,6 +1176,7 @@ kv_backend *kv_lmdb_open(const char *dir, size_t map_mb, char *err, size_t errle
     }
     l->lock_fd = -1;
     l->pid = getpid();
+    l->ckpt_bytes = checkpoint_bytes;
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     /* Readers come and go all the time: without this the writer could wait for ever. */

@@ -473,6 +473,7 @@ static int s_stats(svc_ctx *ctx, const void *req, void *rsp)
     kv_commit_stats(st->commit, &commits, &ops);
     out->commits = commits;
     out->ops = ops;
+    st->b->kv->stats(st->b, &out->checkpoints, &out->pending);
     return 0;
 }
 

@@ -68,7 +68,7 @@ static void s_open(void)
     if (!mkdtemp(s_dir))
         s_die("mkdtemp");
     atexit(s_cleanup);
-    s_b = kv_lmdb_open(s_dir, 16, err, sizeof err);
+    s_b = kv_lmdb_open(s_dir, 16, 64 << 10, err, sizeof err);   /* small: checkpoints run too */
     if (!s_b)
         s_die(err);
 }

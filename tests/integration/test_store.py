@@ -68,8 +68,25 @@ def _model_select(model, db, table, prefix, suffix, offset, limit):
     return keys[:limit] if limit else keys
 
 
+def _restart(st, sig):
+    """Stops stored with sig and starts it again on the same data dir; waits until it answers."""
+    st.proc.signal(sig)
+    st.proc.p.wait(10)
+    st.start(wait_registered=False)
+
+    def answers():
+        try:
+            return st.call("Store.Databases", {}, 200)[0] == 0
+        except TimeoutError:
+            return False
+    wait_until(answers, 10, step=0.01, what="stored to answer after restart")
+
+
 def test_store_read_and_list_options_match_a_reference_model(p):
-    st = started(p)
+    # Checkpoints every 16 KiB of log, and restarts (kill -9: replay; SIGTERM: a
+    # final checkpoint), so records sit in LMDB, in a checkpoint under way and in
+    # memory at once, and deletes hide records that are already in LMDB.
+    st = started(p, "--checkpoint-size", "16")
     rnd = random.Random(6)
     model = {}   # (db, table, key) -> value
     dbs, tables = ["default", "db2"], ["default", "t2"]
@@ -126,6 +143,8 @@ def test_store_read_and_list_options_match_a_reference_model(p):
             if endpoint == "Store.Read":
                 for x in r["records"]:
                     check(unb64(x["value"]) == model[(db, table, x["key"])], "%s: value of %r" % (where, x["key"]))
+        if step in (steps // 3, 2 * steps // 3):
+            _restart(st, signal.SIGKILL if step == steps // 3 else signal.SIGTERM)
         if step % 25 == 0:
             r = st.ok("Store.Databases", {})
             check(r["databases"] == sorted({d for (d, _, _) in model}), "%s: databases %r" % (where, r))
@@ -193,7 +212,8 @@ def _all_records(st):
 @harness.serial   # times restarts (1 s) and loads the CPU with 8 writers
 def test_store_acked_writes_survive_kill_9(p):
     p.start_registry()
-    st = Store(p).start()
+    # A checkpoint every 16 KiB of log: kills land during checkpoints and log switches too.
+    st = Store(p, "--checkpoint-size", "16").start()
     rnd = random.Random(9)
     stop = threading.Event()
     writers = [Writer(st.address, n, stop) for n in range(8)]
@@ -242,6 +262,46 @@ def test_store_acked_writes_survive_kill_9(p):
         attempted.update(w.attempted)
     for k, v in got.items():
         check(k in attempted and v in attempted[k], "record %s=%r was never written" % (k, v))
+
+
+def test_store_checkpoints_replay_after_kill_and_a_clean_stop_leaves_no_log(p):
+    st = started(p, "--checkpoint-size", "16")
+    model = {}
+
+    def listed():
+        r = st.ok("Store.Read", {"database": "ck", "table": "t"}, 20000)
+        return {x["key"]: unb64(x["value"]) for x in r["records"]}
+
+    def write_round(n):
+        ops = []
+        for i in range(20):
+            k = "k%03d" % ((n * 7 + i * 13) % 400)
+            if (n + i) % 5 == 0:
+                ops.append({"delete": k})
+                model.pop(k, None)
+            else:
+                ops.append({"put": {"key": k, "value": b64("%d.%d" % (n, i))}})
+                model[k] = "%d.%d" % (n, i)
+        st.ok("Store.Txn", {"database": "ck", "table": "t", "ops": ops})
+
+    for n in range(150):
+        write_round(n)
+    stats = st.ok("Store.Stats", {})
+    check(int(stats.get("checkpoints", 0)) >= 2, "no checkpoints after 3000 changes: %r" % stats)
+    check(listed() == model, "records read while checkpoints ran differ from the model")
+    # kill -9 between checkpoints: the records after the last one come back from the log.
+    for n in range(150, 160):
+        write_round(n)
+    _restart(st, signal.SIGKILL)
+    check("replayed the write-ahead log" in st.proc.output(), "no replay after kill -9: %r" % st.proc.output())
+    check(listed() == model, "records after kill -9 and replay differ from the model")
+    for n in range(160, 170):
+        write_round(n)
+    # A clean stop puts everything into LMDB: the next start has nothing to replay.
+    _restart(st, signal.SIGTERM)
+    check("replayed" not in st.proc.output(), "replay after a clean stop: %r" % st.proc.output())
+    check(listed() == model, "records after a clean restart differ from the model")
+    check(int(st.ok("Store.Stats", {}).get("pending", 0)) == 0, "changes pending right after a clean start")
 
 
 @harness.serial   # 50 client threads
