@@ -22,7 +22,8 @@
  * writes a page per changed record; the log flushes once and appends.
  *
  * The B-tree catches up in checkpoints: once the log file in use holds
- * checkpoint_bytes (or active S_FREEZE_COUNT changes), active is frozen, the log
+ * checkpoint_bytes (or active S_FREEZE_COUNT changes, or could fill half
+ * of what LMDB has free), active is frozen, the log
  * moves to its other file, and the checkpoint thread writes the frozen
  * layer into LMDB in one synchronous transaction, with the LSN of its last
  * record as meta "wal_lsn", then drops it.  Readers hold `mu` (read) across
@@ -560,8 +561,10 @@ static int s_log_batch(s_lmdb *l, uint64_t *lsn)
 /* After a batch is published (mu held for writing): freezes active when it is due. */
 static void s_maybe_freeze(s_lmdb *l)
 {
+    /* Due: the log file holds checkpoint_bytes, or active many changes or half the free room. */
     if (l->frozen || (kv_wal_used(l->wal) < l->ckpt_bytes &&
-                      kv_layer_count(l->active) < S_FREEZE_COUNT))
+                      kv_layer_count(l->active) < S_FREEZE_COUNT &&
+                      (long long)kv_layer_pages(l->active) * 2 < atomic_load(&l->avail)))
         return;
     kv_layer *fresh = kv_layer_new();
     if (!fresh)
@@ -995,14 +998,17 @@ static void *s_checkpointer(void *arg)
         svc_debug("store checkpoint\tchanges=%zu lsn=%llu ms=%lld", kv_layer_count(l->frozen),
                   (unsigned long long)lsn, (long long)(kv_mono_us() - t0) / 1000);
         atomic_fetch_add(&l->checkpoints, 1);
+        /* Not pending before frozen goes: the writer freezes again only once frozen is NULL. */
+        pthread_mutex_lock(&l->ck_mu);
+        l->ck_pending = false;
+        pthread_cond_broadcast(&l->ck_cv);
+        pthread_mutex_unlock(&l->ck_mu);
         pthread_rwlock_wrlock(&l->mu);
         kv_layer *done = l->frozen;
         l->frozen = NULL;
         pthread_rwlock_unlock(&l->mu);
         kv_layer_destroy(&done);
         pthread_mutex_lock(&l->ck_mu);
-        l->ck_pending = false;
-        pthread_cond_broadcast(&l->ck_cv);
     }
     pthread_mutex_unlock(&l->ck_mu);
     return NULL;
