@@ -218,9 +218,11 @@ FUZZ_EXTRA_fuzz_manifest := supervisor/manifest.c
 FUZZ_EXTRA_fuzz_store := $(filter-out stored/main.c,$(wildcard stored/*.c))
 FUZZ_EXTRA_fuzz_wal := stored/wal.c stored/overlay.c
 
+# (A function: a % written in the rule below would be the stem, not patsubst's pattern.)
+fuzz_objs = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(1))
+
 .SECONDEXPANSION:
-$(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJ) \
-               $$(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$$(FUZZ_EXTRA_$$*))
+$(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJ) $$(call fuzz_objs,$$(FUZZ_EXTRA_$$*))
 	clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 .PHONY: fuzz-build
