@@ -140,12 +140,15 @@ TEST_PROGRAMS += $(BIN)/svc-storeclient
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
+# Archives link last: a daemon's objects added below may call into libsvc.
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/tests/unit/testlib.o $(TEST_PB_OBJ) $(LIBSVC)
 	@mkdir -p $(dir $@)
-	$(link)
+	$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) $(PKG_LIBS)
 
 # Unit tests of a daemon's own code add its objects here.
 $(BUILD)/tests/test_manifest: $(OBJ)/supervisor/manifest.o
+$(BUILD)/tests/test_overlay: $(OBJ)/stored/overlay.o
+$(BUILD)/tests/test_wal: $(OBJ)/stored/wal.o $(OBJ)/stored/overlay.o
 
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: tests/unit/%.proto
 	@mkdir -p $(GEN)
@@ -213,10 +216,13 @@ $(FUZZ_DIR)/obj/%.o: %.c $(wildcard libsvc/*.h libsvc/svc/*.h stored/*.h supervi
 FUZZ_EXTRA_fuzz_manifest := supervisor/manifest.c
 # fuzz_store also builds stored's sources (all but its main.c).
 FUZZ_EXTRA_fuzz_store := $(filter-out stored/main.c,$(wildcard stored/*.c))
+FUZZ_EXTRA_fuzz_wal := stored/wal.c stored/overlay.c
+
+# (A function: a % written in the rule below would be the stem, not patsubst's pattern.)
+fuzz_objs = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(1))
 
 .SECONDEXPANSION:
-$(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJ) \
-               $$(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$$(FUZZ_EXTRA_$$*))
+$(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJ) $$(call fuzz_objs,$$(FUZZ_EXTRA_$$*))
 	clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 .PHONY: fuzz-build

@@ -50,7 +50,7 @@ static char s_dir[] = "/tmp/fuzz-store-XXXXXX";
 /* At exit: close the store and remove its temp dir. */
 static void s_cleanup(void)
 {
-    static const char *const files[] = { "data.mdb", "lock.mdb", "stored.lock" };
+    static const char *const files[] = { "data.mdb", "lock.mdb", "stored.lock", "wal.0", "wal.1" };
     char path[sizeof s_dir + 16];
     if (s_b)
         s_b->kv->destroy(s_b);
