@@ -107,8 +107,9 @@ static int s_open_file(const char *dir, int i, int *fd, bool *grew, char *err, s
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     struct stat st;
     if (*fd < 0 || fstat(*fd, &st) < 0) {
-        snprintf(err, errlen, "cannot open \"%s\": %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(err, errlen, "cannot open \"%s\": %s", path, strerror(e));
+        return -e;
     }
     if ((uint64_t)st.st_size >= KV_WAL_FILE_BYTES)
         return 0;
@@ -123,8 +124,9 @@ static int s_open_file(const char *dir, int i, int *fd, bool *grew, char *err, s
         off += n;
     }
     if (fsync(*fd) < 0) {
-        snprintf(err, errlen, "cannot flush \"%s\": %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(err, errlen, "cannot flush \"%s\": %s", path, strerror(e));
+        return -e;
     }
     *grew = true;
     return 0;
@@ -145,8 +147,8 @@ int kv_wal_open(const char *dir, kv_wal **out, char *err, size_t errlen)
     if (!rc && grew) {   /* the new files' names are durable too */
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0 || fsync(dfd) < 0) {
-            snprintf(err, errlen, "cannot flush data dir \"%s\": %s", dir, strerror(errno));
             rc = -errno;
+            snprintf(err, errlen, "cannot flush data dir \"%s\": %s", dir, strerror(-rc));
         }
         if (dfd >= 0)
             close(dfd);
@@ -172,6 +174,9 @@ static int s_scan(int fd, s_rec **recs, size_t *n, unsigned char **buf, size_t *
 {
     size_t rcap = 0;
     uint64_t off = 0, prev = 0;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
     for (;;) {
         unsigned char h[KV_WAL_HEADER];
         int rc = s_pread_all(fd, h, sizeof h, off);
@@ -180,8 +185,8 @@ static int s_scan(int fd, s_rec **recs, size_t *n, unsigned char **buf, size_t *
         uint32_t len = s_get32(h + 4);
         uint64_t lsn = s_get64(h + 8);
         if (s_get32(h) != S_MAGIC || len > KV_WAL_MAX_RECORD || lsn == 0 ||
-            (*n && lsn != prev + 1))
-            return 0;
+            (*n && lsn != prev + 1) || off + KV_WAL_HEADER + len > (uint64_t)st.st_size)
+            return 0;   /* not a record, or one cut short: the file's chain ends here */
         if (len > *cap) {
             unsigned char *p = realloc(*buf, len);
             if (!p)
@@ -285,6 +290,8 @@ int kv_wal_append(kv_wal *w, size_t len, uint64_t *lsn)
 {
     if (w->failed)
         return w->failed;
+    if (len > KV_WAL_MAX_RECORD)
+        return -EMSGSIZE;   /* replay would stop at it: never write one */
     unsigned char *h = w->buf;
     s_put32(h, S_MAGIC);
     s_put32(h + 4, (uint32_t)len);

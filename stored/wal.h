@@ -50,7 +50,11 @@ int kv_wal_replay(kv_wal *w, uint64_t after,
                   int (*fn)(void *arg, uint64_t lsn, const unsigned char *payload, size_t len),
                   void *arg, uint64_t *last, char *err, size_t errlen);
 
-/* Starts appending at wal.0's start with LSN next (after replay: last + 1). */
+/*
+ * Starts appending at wal.0's start with LSN next (after replay: last + 1).
+ * Whatever either file holds must be in the backend by then (replayed and
+ * committed, with its LSN): wal.0 is overwritten.
+ */
 void kv_wal_start(kv_wal *w, uint64_t next);
 
 /*
@@ -61,7 +65,8 @@ unsigned char *kv_wal_reserve(kv_wal *w, size_t len);
 
 /*
  * Appends the reserved buffer's first len bytes as a record and flushes it
- * to disk.  0 and *lsn, or -EIO (logged): then the log can no longer be
+ * to disk.  0 and *lsn; -EMSGSIZE when len is over KV_WAL_MAX_RECORD
+ * (nothing written); or -EIO (logged): then the log can no longer be
  * trusted and every later append fails too.
  */
 int kv_wal_append(kv_wal *w, size_t len, uint64_t *lsn);
