@@ -25,7 +25,7 @@
  * checkpoint_bytes (or active S_FREEZE_COUNT changes, or could fill half
  * of what LMDB has free), active is frozen, the log
  * moves to its other file, and the checkpoint thread writes the frozen
- * layer into LMDB in one synchronous transaction, with the LSN of its last
+ * layer into LMDB in synchronous transactions (s_bulk), with the LSN of its last
  * record as meta "wal_lsn", then drops it.  Readers hold `mu` (read) across
  * a read; the writer takes it to publish a batch or freeze, the checkpoint
  * thread to drop what it wrote.  At open, records after wal_lsn are put
@@ -915,17 +915,60 @@ static int s_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t v)
     return mdb_put(txn, dbi, &k, &val, 0);
 }
 
-/* One change into LMDB (a checkpoint's or a replayed one). */
-static int s_put_change(void *arg, const kv_change *c)
+/*
+ * Changes going into LMDB in bulk (a checkpoint, a replay): committed every
+ * S_BULK_PAGES pages or so, so that no transaction outgrows LMDB's dirty
+ * page limit; the LSN goes in with the last.  A crash between two commits
+ * is harmless: wal_lsn is still the old one, and replaying from it puts
+ * every key's last value again.
+ */
+#define S_BULK_PAGES 32768   /* 128 MiB of 4 KiB pages; LMDB allows 131072 dirty */
+
+typedef struct s_bulk {
+    s_lmdb *l;
+    MDB_txn *txn;        /* the open write transaction, or NULL */
+    size_t pages;        /* estimate of the pages it dirtied */
+} s_bulk;
+
+static int s_bulk_put(void *arg, const kv_change *c)
 {
-    void **a = arg;
-    MDB_txn *txn = a[0];
-    s_lmdb *l = a[1];
+    s_bulk *bk = arg;
+    int rc;
     if (c->table >= T_N)
         return -EBADMSG;
+    if (bk->txn && bk->pages >= S_BULK_PAGES) {
+        bk->pages = 0;
+        rc = mdb_txn_commit(bk->txn);
+        bk->txn = NULL;
+        if (rc)
+            return s_err(rc);
+    }
+    if (!bk->txn && (rc = mdb_txn_begin(bk->l->env, NULL, 0, &bk->txn)) != 0) {
+        bk->txn = NULL;
+        return s_err(rc);
+    }
+    bk->pages += 1 + (c->klen + c->vlen + 32 + 4095) / 4096;
     MDB_val k = { c->klen, (void *)c->key }, v = { c->vlen, c->val };
-    int rc = c->del ? mdb_del(txn, l->dbi[c->table], &k, NULL) : mdb_put(txn, l->dbi[c->table], &k, &v, 0);
+    MDB_dbi dbi = bk->l->dbi[c->table];
+    rc = c->del ? mdb_del(bk->txn, dbi, &k, NULL) : mdb_put(bk->txn, dbi, &k, &v, 0);
     return rc == MDB_NOTFOUND && c->del ? 0 : s_err(rc);
+}
+
+/* Ends the bulk: on rc 0 commits with wal_lsn = lsn, else abandons the open part. */
+static int s_bulk_end(s_bulk *bk, int rc, uint64_t lsn)
+{
+    if (!rc && !bk->txn && (rc = s_err(mdb_txn_begin(bk->l->env, NULL, 0, &bk->txn))) != 0)
+        bk->txn = NULL;
+    if (!rc)
+        rc = s_err(s_put_u64(bk->txn, bk->l->dbi[T_META], "wal_lsn", lsn));
+    if (bk->txn) {
+        if (rc)
+            mdb_txn_abort(bk->txn);
+        else
+            rc = s_err(mdb_txn_commit(bk->txn));   /* durable: the env syncs on commit */
+    }
+    bk->txn = NULL;
+    return rc;
 }
 
 /* What LMDB has free for new data: the map past its last page, its freelist, less a reserve. */
@@ -953,21 +996,11 @@ static void s_update_avail(s_lmdb *l)
     atomic_store(&l->avail, avail > 0 ? avail : 0);
 }
 
-/* Puts layer into LMDB with wal_lsn = lsn, in one synchronous commit. */
+/* Puts layer into LMDB with wal_lsn = lsn, in synchronous commits (s_bulk). */
 static int s_checkpoint(s_lmdb *l, const kv_layer *layer, uint64_t lsn)
 {
-    MDB_txn *txn;
-    int rc = s_err(mdb_txn_begin(l->env, NULL, 0, &txn));
-    if (rc)
-        return rc;
-    void *arg[2] = { txn, l };
-    rc = kv_layer_walk(layer, s_put_change, arg);
-    if (!rc)
-        rc = s_err(s_put_u64(txn, l->dbi[T_META], "wal_lsn", lsn));
-    if (rc)
-        mdb_txn_abort(txn);
-    else
-        rc = s_err(mdb_txn_commit(txn));
+    s_bulk bk = { .l = l };
+    int rc = s_bulk_end(&bk, kv_layer_walk(layer, s_bulk_put, &bk), lsn);
     if (!rc)
         s_update_avail(l);
     return rc;
@@ -1107,16 +1140,17 @@ static int s_get_u64(MDB_txn *txn, s_lmdb *l, const char *key, uint64_t *out)
 
 static int s_replay_record(void *arg, uint64_t lsn, const unsigned char *payload, size_t len)
 {
-    return kv_wal_changes(payload, len, s_put_change, arg);
+    return kv_wal_changes(payload, len, s_bulk_put, arg);
 }
 
 /*
- * Opens the tables, puts the log's records after wal_lsn into LMDB (one
- * synchronous commit), reads the revision counter, and starts the log.
+ * Opens the tables, puts the log's records after wal_lsn into LMDB
+ * (s_bulk), reads the revision counter, and starts the log.
  */
 static int s_open_dbis(s_lmdb *l, char *err, size_t errlen)
 {
     MDB_txn *txn;
+    uint64_t after, last, rev;
     int rc = mdb_txn_begin(l->env, NULL, 0, &txn);
     if (rc)
         goto fail;
@@ -1126,36 +1160,36 @@ static int s_open_dbis(s_lmdb *l, char *err, size_t errlen)
             mdb_txn_abort(txn);
             goto fail;
         }
-    uint64_t after, last, rev;
     if (s_get_u64(txn, l, "wal_lsn", &after) < 0) {
         mdb_txn_abort(txn);
         snprintf(err, errlen, "store metadata is corrupt");
         return -EIO;
     }
-    void *arg[2] = { txn, l };
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        goto fail;
+    s_bulk bk = { .l = l };
     int64_t t0 = kv_mono_us();
-    rc = kv_wal_replay(l->wal, after, s_replay_record, arg, &last, err, errlen);
+    rc = kv_wal_replay(l->wal, after, s_replay_record, &bk, &last, err, errlen);
+    if (rc)
+        s_bulk_end(&bk, rc, last);   /* err says why */
+    else if (last > after && (rc = s_bulk_end(&bk, 0, last)) != 0)
+        snprintf(err, errlen, "cannot put the write-ahead log into the store: %s", svc_strerror(rc));
     if (rc == -ENOSPC)
         snprintf(err, errlen, "the write-ahead log does not fit in the map: restart with a larger --map-size");
-    if (rc) {
-        mdb_txn_abort(txn);
+    if (rc)
         return rc;
-    }
-    if (last > after && (rc = s_put_u64(txn, l->dbi[T_META], "wal_lsn", last)) != 0) {
-        mdb_txn_abort(txn);
+    if (last > after)
+        svc_info("replayed the write-ahead log\trecords=%llu ms=%lld",
+                 (unsigned long long)(last - after), (long long)(kv_mono_us() - t0) / 1000);
+    if ((rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn)) != 0)
         goto fail;
-    }
-    if (s_get_u64(txn, l, "revision", &rev) < 0) {
-        mdb_txn_abort(txn);
+    int mrc = s_get_u64(txn, l, "revision", &rev);
+    mdb_txn_abort(txn);
+    if (mrc < 0) {
         snprintf(err, errlen, "store metadata is corrupt");
         return -EIO;
     }
     l->rev = (int64_t)rev;
-    if ((rc = mdb_txn_commit(txn)) != 0)
-        goto fail;
-    if (last > after)
-        svc_info("replayed the write-ahead log\trecords=%llu ms=%lld",
-                 (unsigned long long)(last - after), (long long)(kv_mono_us() - t0) / 1000);
     kv_wal_start(l->wal, last + 1);
     l->active_lsn = last;
     s_update_avail(l);
