@@ -144,8 +144,10 @@ typedef struct kv_kv_ops {
     /*
      * Applies ops[0..n) in order, each all-or-nothing (one failing leaves the
      * others applied), and makes them durable before returning; sets each
-     * op's rc and results.  Returns 0, or a negative code when the batch as
-     * a whole could not be committed (then every op's rc is that code).
+     * op's rc and results.  Returns 0, or a negative code when the batch
+     * could not be committed (then every op's rc is that code; a backend
+     * that commits a large batch in parts says so, and gives the code to
+     * the ops of the parts that failed).
      */
     int (*apply)(kv_backend *b, kv_op **ops, size_t n);
     /* Checkpoints since open, and keys changed but not yet in the B-tree.  Any thread. */

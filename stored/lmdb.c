@@ -59,6 +59,7 @@ enum { T_RECORDS, T_EXPIRY, T_TABLES, T_LOCKS, T_META, T_N };
 
 #define S_FREEZE_COUNT 200000          /* changes in active that start a checkpoint */
 #define S_MAX_PENDING (512u << 20)     /* bytes in active past which the writer waits for one */
+#define S_MAX_RECORD (64u << 20)       /* a batch past this many bytes goes out as several records */
 #define S_SLACK_PAGES 64               /* pages kept free for LMDB's own (branches, freelist) */
 
 typedef struct s_lmdb {
@@ -494,8 +495,12 @@ static void s_writer_view(s_lmdb *l, kv_view *vw, MDB_txn *txn, kv_layer *top)
         vw->layers[vw->n_layers++] = l->frozen;
 }
 
-/* Works out ops[0..n) into l->batch (mu held for reading); the ops' rcs are set. */
-static int s_work_out(s_lmdb *l, kv_op **ops, size_t n)
+/*
+ * Works out ops[0..n) into l->batch (mu held for reading), stopping after
+ * the op that takes it past S_MAX_RECORD bytes; *used is how many.  Their
+ * rcs are set.
+ */
+static int s_work_out(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
 {
     MDB_txn *txn;
     int rc = s_err(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
@@ -505,7 +510,8 @@ static int s_work_out(s_lmdb *l, kv_op **ops, size_t n)
     long long pending = (long long)(kv_layer_pages(l->active) + (l->frozen ? kv_layer_pages(l->frozen) : 0));
     kv_view vw;
     s_writer_view(l, &vw, txn, l->op);
-    for (size_t i = 0; i < n; i++) {
+    size_t i;
+    for (i = 0; i < n && kv_layer_bytes(l->batch) < S_MAX_RECORD; i++) {
         kv_op *op = ops[i];
         int64_t rev = l->rev;
         op->rc = s_run(&vw, l, op);
@@ -520,6 +526,7 @@ static int s_work_out(s_lmdb *l, kv_op **ops, size_t n)
         l->rev = rev;
         s_reset(op);
     }
+    *used = i;
     kv_view_release(&vw);
     if (l->rev != rev0) {
         /* The counter once per batch: it goes out with every revision it handed out. */
@@ -579,14 +586,14 @@ static void s_maybe_freeze(s_lmdb *l)
     pthread_mutex_unlock(&l->ck_mu);
 }
 
-static int s_apply(kv_backend *b, kv_op **ops, size_t n)
+/* Some of ops[0..n) as one log record (*used of them), published; or a code for all n. */
+static int s_apply_some(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
 {
-    s_lmdb *l = b->state;
     int64_t rev0 = l->rev;
     int rc = atomic_load(&l->failed);
     if (!rc) {
         pthread_rwlock_rdlock(&l->mu);
-        rc = s_work_out(l, ops, n);
+        rc = s_work_out(l, ops, n, used);
         pthread_rwlock_unlock(&l->mu);
     }
     uint64_t lsn = 0;
@@ -617,6 +624,17 @@ static int s_apply(kv_backend *b, kv_op **ops, size_t n)
         while (l->ck_pending && !atomic_load(&l->failed))
             pthread_cond_wait(&l->ck_cv, &l->ck_mu);
         pthread_mutex_unlock(&l->ck_mu);
+    }
+    return 0;
+}
+
+static int s_apply(kv_backend *b, kv_op **ops, size_t n)
+{
+    s_lmdb *l = b->state;
+    for (size_t i = 0, used; i < n; i += used) {
+        int rc = s_apply_some(l, ops + i, n - i, &used);
+        if (rc)
+            return rc;   /* the ops before i are durable and answered as such */
     }
     return 0;
 }
