@@ -520,6 +520,53 @@ def test_lock_waiters_hold_no_worker_and_each_gets_the_lock_in_turn(p):
           "grants %r after the first %s" % (sorted(tokens), first["token"]))
 
 
+def test_lock_waiters_are_woken_by_their_own_lock_only(p):
+    """20 calls wait for lock A; 100 lock/unlock rounds on lock B must not make
+    them try again (Store.Stats counts every op the writer runs); releasing A
+    lets one of them in at once."""
+    st = started(p)
+    n = 20
+    holder = st.ok("Sync.Lock", {"id": "A", "ttl_ms": 30000, "owner": "holder"})
+    got = [None] * n
+
+    def waiter(i):
+        got[i] = call(st.address, "Sync.Lock", {"id": "A", "ttl_ms": 30000, "wait_ms": 20000,
+                                                "owner": "w%d" % i}, 25000)
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)   # all parked
+    before = int(st.ok("Store.Stats", {})["ops"])
+    rounds = 100
+    for _ in range(rounds):
+        r = st.ok("Sync.Lock", {"id": "B", "ttl_ms": 10000, "owner": "b"})
+        st.ok("Sync.Unlock", {"id": "B", "token": r["token"]})
+    ops = int(st.ok("Store.Stats", {})["ops"]) - before
+    # 2 ops a round for B itself (and perhaps an expiry sweep); a retry of the
+    # 20 waiters at every release would add 2,000.
+    check(ops < 2 * rounds + 50, "%d ops for %d rounds on B: A's waiters were retried" % (ops, rounds))
+    t0 = time.monotonic()
+    st.ok("Sync.Unlock", {"id": "A", "token": holder["token"]})
+    wait_until(lambda: sum(1 for r in got if r is not None) >= 1, 5, what="a waiter to get A")
+    check(time.monotonic() - t0 < 1.0, "releasing A took %.1fs to let a waiter in" % (time.monotonic() - t0))
+    winners = [r for r in got if r is not None]
+    check(len(winners) == 1 and winners[0][0] == 0, "after A's release: %r" % winners)
+    # The rest get A in turn, each as the one before unlocks it.
+    granted = 0
+    deadline = time.monotonic() + 15
+    while granted < n and time.monotonic() < deadline:
+        for i, r in enumerate(got):
+            if r is not None and r != "released":
+                check(r[0] == 0, "waiter %d: %r" % (i, r))
+                st.ok("Sync.Unlock", {"id": "A", "token": r[1]["token"]})
+                got[i] = "released"
+                granted += 1
+        time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    check(granted == n, "%d of %d waiters got A in turn" % (granted, n))
+
+
 def test_stored_stops_promptly_with_a_lock_call_waiting(p):
     """SIGTERM while a Sync.Lock waits (wait_ms 10 s): the waiter is answered
     503 and stored exits cleanly within a couple of seconds, not at the end of
