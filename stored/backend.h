@@ -9,8 +9,9 @@
  * only caller of apply, so a backend needs no write locking; reads may run
  * on any thread at the same time.
  *
- * The embedded default is LMDB (lmdb.c), which serves both tables from one
- * environment and so checks a write's fence in the same transaction.  The
+ * The embedded default is LMDB (lmdb.c, with layout.c), which serves both
+ * tables from one environment and so checks a write's fence in the same
+ * batch.  The
  * shape leaves room for a PostgreSQL backend of kv_kv_ops (apply = one SQL
  * transaction with a savepoint per op) and an etcd backend of kv_sync_ops
  * (leases and revisions map one to one).
