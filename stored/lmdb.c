@@ -25,9 +25,10 @@
  * into LMDB before anything is served; a clean stop checkpoints everything.
  *
  * Space: LMDB can only say "full" when it commits, which for a checkpoint
- * is after the writes were acknowledged.  So the writer refuses (-ENOSPC)
- * an op whose puts would take the pending changes past the pages LMDB had
- * free at the last checkpoint (an upper bound per change, overlay.c).
+ * is after the writes were acknowledged.  So an op whose puts would take
+ * the pending changes past the pages LMDB had free at the last checkpoint
+ * (an upper bound per change, overlay.c) waits for a checkpoint, and is
+ * refused (-ENOSPC) only when nothing else is pending.
  */
 #include "backend.h"
 
@@ -72,9 +73,10 @@ typedef struct s_lmdb {
     atomic_ullong checkpoints;  /* done since open */
     pthread_t ck;       /* the checkpoint thread */
     bool ck_started;
-    pthread_mutex_t ck_mu;  /* guards the three below */
+    pthread_mutex_t ck_mu;  /* guards the four below */
     pthread_cond_t ck_cv;   /* checkpoint thread: frozen or stop; writer: frozen dropped */
     bool ck_pending;    /* frozen waits for its checkpoint */
+    bool ck_busy;       /* frozen is set (pending, or written and not yet dropped) */
     uint64_t ck_lsn;    /* its last LSN */
     bool ck_stop;
 } s_lmdb;
@@ -96,9 +98,11 @@ static void s_writer_view(s_lmdb *l, kv_view *vw, MDB_txn *txn, kv_layer *top)
 /*
  * Works out ops[0..n) into l->batch (mu held for reading), stopping after
  * the op that takes it past S_MAX_RECORD bytes; *used is how many.  Their
- * rcs are set.
+ * rcs are set.  An op that might not fit in LMDB is refused (-ENOSPC) only
+ * when nothing else is pending; else the batch stops before it with *room
+ * set: a checkpoint is to make room (or say it is really full) first.
  */
-static int s_work_out(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
+static int s_work_out(s_lmdb *l, kv_op **ops, size_t n, size_t *used, bool *room)
 {
     MDB_txn *txn;
     int rc = kv_layout_err(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
@@ -114,8 +118,16 @@ static int s_work_out(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
         int64_t rev = l->rev;
         op->rc = kv_layout_run(&vw, &l->rev, op);
         if (op->rc == 0 && kv_layout_grows(op) &&
-            pending + (long long)(kv_layer_pages(l->batch) + kv_layer_pages(l->op)) > atomic_load(&l->avail))
+            pending + (long long)(kv_layer_pages(l->batch) + kv_layer_pages(l->op)) > atomic_load(&l->avail)) {
             op->rc = -ENOSPC;
+            if (pending + (long long)kv_layer_pages(l->batch) > 0) {
+                kv_layer_clear(l->op);   /* run again after a checkpoint */
+                l->rev = rev;
+                kv_layout_reset(op);
+                *room = true;
+                break;
+            }
+        }
         if (op->rc == 0) {
             kv_layer_merge(l->batch, l->op);
             continue;
@@ -163,11 +175,12 @@ static int s_log_batch(s_lmdb *l, uint64_t *lsn)
     return kv_wal_append(l->wal, len, lsn);
 }
 
-/* After a batch is published (mu held for writing): freezes active when it is due. */
-static void s_maybe_freeze(s_lmdb *l)
+/* After a batch is published (mu held for writing): freezes active when it is due (or now). */
+static void s_maybe_freeze(s_lmdb *l, bool now)
 {
     /* Due: the log file holds checkpoint_bytes, or active many changes or half the free room. */
-    if (l->frozen || (kv_wal_used(l->wal) < l->ckpt_bytes &&
+    if (l->frozen || !kv_layer_count(l->active) ||
+        (!now && kv_wal_used(l->wal) < l->ckpt_bytes &&
                       kv_layer_count(l->active) < S_FREEZE_COUNT &&
                       (long long)kv_layer_pages(l->active) * 2 < atomic_load(&l->avail)))
         return;
@@ -178,7 +191,7 @@ static void s_maybe_freeze(s_lmdb *l)
     l->active = fresh;
     kv_wal_switch(l->wal);
     pthread_mutex_lock(&l->ck_mu);
-    l->ck_pending = true;
+    l->ck_pending = l->ck_busy = true;
     l->ck_lsn = l->active_lsn;
     pthread_cond_signal(&l->ck_cv);
     pthread_mutex_unlock(&l->ck_mu);
@@ -188,10 +201,11 @@ static void s_maybe_freeze(s_lmdb *l)
 static int s_apply_some(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
 {
     int64_t rev0 = l->rev;
+    bool room = false;
     int rc = atomic_load(&l->failed);
     if (!rc) {
         pthread_rwlock_rdlock(&l->mu);
-        rc = s_work_out(l, ops, n, used);
+        rc = s_work_out(l, ops, n, used, &room);
         pthread_rwlock_unlock(&l->mu);
     }
     uint64_t lsn = 0;
@@ -209,17 +223,20 @@ static int s_apply_some(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
         }
         return rc;
     }
-    if (!lsn)
+    if (!lsn && !room)
         return 0;
     pthread_rwlock_wrlock(&l->mu);
-    kv_layer_merge(l->active, l->batch);
-    l->active_lsn = lsn;
-    s_maybe_freeze(l);
-    bool wait = l->frozen && kv_layer_bytes(l->active) > S_MAX_PENDING;
+    if (lsn) {
+        kv_layer_merge(l->active, l->batch);
+        l->active_lsn = lsn;
+    }
+    s_maybe_freeze(l, room);
+    /* Writes outrun the checkpoints, or the next op needs the room one makes: wait for it. */
+    bool wait = l->frozen && (room || kv_layer_bytes(l->active) > S_MAX_PENDING);
     pthread_rwlock_unlock(&l->mu);
-    if (wait) {   /* writes outrun the checkpoints: let one finish before taking more */
+    if (wait) {
         pthread_mutex_lock(&l->ck_mu);
-        while (l->ck_pending && !atomic_load(&l->failed))
+        while (l->ck_busy && !atomic_load(&l->failed))
             pthread_cond_wait(&l->ck_cv, &l->ck_mu);
         pthread_mutex_unlock(&l->ck_mu);
     }
@@ -445,14 +462,14 @@ static void *s_checkpointer(void *arg)
         svc_debug("store checkpoint\tchanges=%zu lsn=%llu ms=%lld", kv_layer_count(l->frozen),
                   (unsigned long long)lsn, (long long)(kv_mono_us() - t0) / 1000);
         atomic_fetch_add(&l->checkpoints, 1);
-        /* Not pending before frozen goes: the writer freezes again only once frozen is NULL. */
-        pthread_mutex_lock(&l->ck_mu);
-        l->ck_pending = false;
-        pthread_cond_broadcast(&l->ck_cv);
-        pthread_mutex_unlock(&l->ck_mu);
+        /* frozen goes and the flags clear at once (mu, then ck_mu: the writer's order). */
         pthread_rwlock_wrlock(&l->mu);
         kv_layer *done = l->frozen;
         l->frozen = NULL;
+        pthread_mutex_lock(&l->ck_mu);
+        l->ck_pending = l->ck_busy = false;
+        pthread_cond_broadcast(&l->ck_cv);
+        pthread_mutex_unlock(&l->ck_mu);
         pthread_rwlock_unlock(&l->mu);
         kv_layer_destroy(&done);
         pthread_mutex_lock(&l->ck_mu);

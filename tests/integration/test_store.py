@@ -855,6 +855,30 @@ def test_store_full_map_refuses_the_whole_txn_and_keeps_serving(p):
     check(unb64(st.ok("Store.Read", {"key": "small"})["records"][0]["value"]) == "v", "earlier record lost")
 
 
+def test_store_small_map_takes_what_fits_without_a_false_full(p):
+    """A 4 MiB map and bursts of 100-put transactions from 4 threads: 600 KB of
+    records fit, so none may be refused as "store is full" while checkpoints
+    make room; every record reads back."""
+    p.start_registry()
+    st = Store(p, "--map-size", "4").start()
+    errors = []
+
+    def writer(w):
+        for t in range(10):
+            ops = [{"put": {"key": "w%d-t%d-%03d" % (w, t, i), "value": b64("x" * 50)}} for i in range(100)]
+            code, r = st.call("Store.Txn", {"ops": ops}, 20000)
+            if code != 0 or not r.get("succeeded"):
+                errors.append((w, t, code, r))
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check(not errors, "transactions refused with room left: %r" % errors[:3])
+    r = st.ok("Store.List", {}, 20000)
+    check(len(r["keys"]) == 4000, "%d of 4000 records listed" % len(r["keys"]))
+
+
 def test_c_client_api_and_leader_told_of_its_loss(p):
     st = started(p)
     r = p.run("svc-storeclient", "api", timeout=60)
