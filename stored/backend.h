@@ -31,7 +31,7 @@
 
 /* Limits (docs/store.md). */
 #define KV_MAX_NAME        64        /* bytes in a database or table name */
-#define KV_MAX_KEY         376       /* bytes in a key: LMDB keys are at most 511 with db and table */
+#define KV_MAX_KEY         368       /* bytes in a key: LMDB keys are at most 511, with db, table and the expiry index's 8 */
 #define KV_MAX_VALUE       (1 << 20) /* bytes in a value */
 #define KV_MAX_META        (64 << 10)/* encoded metadata of one record */
 #define KV_MAX_ANSWER      (8 << 20) /* a Read or List answer stops here (more = true) */

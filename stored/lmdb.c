@@ -403,28 +403,33 @@ static int s_bulk_end(s_bulk *bk, int rc, uint64_t lsn)
 }
 
 /* What LMDB has free for new data: the map past its last page, its freelist, less a reserve. */
-static void s_update_avail(s_lmdb *l)
+static int s_update_avail(s_lmdb *l)
 {
     MDB_envinfo info;
     MDB_stat st;
     MDB_txn *txn;
     long long free_pages = 0;
-    if (mdb_env_info(l->env, &info) || mdb_env_stat(l->env, &st) ||
-        mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn))
-        return;
+    int rc;
+    if ((rc = mdb_env_info(l->env, &info)) != 0 || (rc = mdb_env_stat(l->env, &st)) != 0 ||
+        (rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return kv_layout_err(rc);   /* avail stays as it was */
     MDB_cursor *cur;
     if (mdb_cursor_open(txn, 0 /* FREE_DBI, as mdb_stat -f reads it */, &cur) == 0) {
         MDB_val k, v;
         for (int m = mdb_cursor_get(cur, &k, &v, MDB_FIRST); m == 0;
              m = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            if (v.mv_size >= sizeof(size_t))
-                free_pages += (long long)*(size_t *)v.mv_data;   /* an IDL: its count first */
+            if (v.mv_size >= sizeof(size_t)) {
+                size_t count;   /* an IDL: its count first */
+                memcpy(&count, v.mv_data, sizeof count);
+                free_pages += (long long)count;
+            }
         mdb_cursor_close(cur);
     }
     mdb_txn_abort(txn);
     long long map = (long long)(info.me_mapsize / st.ms_psize);
     long long avail = map - (long long)info.me_last_pgno - 1 + free_pages - S_SLACK_PAGES - map / 32;
     atomic_store(&l->avail, avail > 0 ? avail : 0);
+    return 0;
 }
 
 /* Puts layer into LMDB with wal_lsn = lsn, in synchronous commits (s_bulk). */
@@ -622,7 +627,10 @@ static int s_open_dbis(s_lmdb *l, char *err, size_t errlen)
     l->rev = (int64_t)rev;
     kv_wal_start(l->wal, last + 1);
     l->active_lsn = last;
-    s_update_avail(l);
+    if ((rc = s_update_avail(l)) != 0) {
+        snprintf(err, errlen, "cannot read the store's free space: %s", svc_strerror(rc));
+        return rc;
+    }
     return 0;
 fail:
     snprintf(err, errlen, "cannot open the store's tables: %s", mdb_strerror(rc));

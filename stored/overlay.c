@@ -255,6 +255,8 @@ int kv_view_seek(kv_view *v, unsigned table, const void *key, size_t klen, bool 
 int kv_view_put(kv_view *v, unsigned table, const void *key, size_t klen, const void *val,
                 size_t vlen, void **out)
 {
+    if (klen == 0 || klen > KV_VIEW_MAX_KEY)
+        return -EINVAL;
     void *p = kv_layer_put(v->layers[0], table, key, klen, val, vlen);
     if (!p)
         return -ENOMEM;
@@ -265,6 +267,8 @@ int kv_view_put(kv_view *v, unsigned table, const void *key, size_t klen, const 
 
 int kv_view_del(kv_view *v, unsigned table, const void *key, size_t klen)
 {
+    if (klen == 0 || klen > KV_VIEW_MAX_KEY)
+        return -EINVAL;
     return kv_layer_del(v->layers[0], table, key, klen);
 }
 

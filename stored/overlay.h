@@ -26,6 +26,7 @@
 
 #define KV_VIEW_TABLES 8    /* table numbers 0..KV_VIEW_TABLES-1 */
 #define KV_VIEW_LAYERS 4    /* most layers in one view */
+#define KV_VIEW_MAX_KEY 511 /* LMDB's longest key (mdb_env_get_maxkeysize without MDB_MAXKEYSIZE set) */
 
 typedef struct kv_layer kv_layer;
 
@@ -90,7 +91,11 @@ int kv_view_get(kv_view *v, unsigned table, const void *key, size_t klen, MDB_va
  */
 int kv_view_seek(kv_view *v, unsigned table, const void *key, size_t klen, bool after, MDB_val *k,
                  MDB_val *val);
-/* Writes to the top layer: 0, or -ENOMEM.  put with val NULL leaves *out to be packed. */
+/*
+ * Writes to the top layer: 0, -ENOMEM, or -EINVAL for a key LMDB could not
+ * take (empty, or over KV_VIEW_MAX_KEY): nothing LMDB would refuse at a
+ * checkpoint gets into a layer.  put with val NULL leaves *out to be packed.
+ */
 int kv_view_put(kv_view *v, unsigned table, const void *key, size_t klen, const void *val,
                 size_t vlen, void **out);
 int kv_view_del(kv_view *v, unsigned table, const void *key, size_t klen);

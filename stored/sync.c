@@ -8,7 +8,7 @@
  * loop thread and defers its answer (svc_ctx_defer): its lock op goes to
  * the group-commit writer, whose callback answers it.  A Lock or Campaign
  * with wait_ms > 0 that finds the lock held is parked, holding no thread,
- * and tried again when its lock is released (the commit hook) or the
+ * and tried again when its lock changes (the commit hook) or the
  * holder's lease ends (the sync thread), until wait_ms, the caller's
  * deadline or the service stopping ends the wait.
  *
@@ -30,7 +30,7 @@
 
 #define KV_OBSERVE_TICK_MS 100
 #define KV_MAX_OBSERVERS   4096
-#define S_REL_SLOTS        256    /* release counters parked calls watch (by hash of the id) */
+#define S_REL_SLOTS        256    /* lock-change counters parked calls watch (by hash of the id) */
 
 typedef struct s_observer {
     svc_stream *stream;       /* owned reference */
@@ -57,7 +57,7 @@ typedef struct s_call {
     char id[KV_MAX_LOCK_ID + 1];   /* the lock id (a Campaign's "leader/NAME") */
     int64_t deadline;              /* acquire: unix ms it may wait until */
     bool waits;                    /* acquire with wait_ms > 0 */
-    unsigned long long rel;        /* its id's release count (kv_sync.released) when last submitted */
+    unsigned long long rel;        /* its id's change count (kv_sync.changes) when last submitted */
     int64_t retry_at;              /* parked: try again at the latest then (lease end) */
     struct s_call *next;           /* in kv_sync.parked */
 } s_call;
@@ -67,7 +67,7 @@ struct kv_sync {
     pthread_mutex_t mu;       /* guards everything below */
     pthread_cond_t cv;        /* lock changed (CLOCK_REALTIME) */
     unsigned long long gen;   /* bumps at every lock change (observers) */
-    unsigned long long released[S_REL_SLOTS];  /* releases, by hash of the lock id */
+    unsigned long long changes[S_REL_SLOTS];   /* lock changes, by hash of the lock id */
     s_observer *observers;
     size_t n_observers;
     s_call *parked;           /* acquires waiting for a held lock */
@@ -79,7 +79,7 @@ static void s_submit(kv_sync *s, s_call *c);
 
 /* ---- waiting ----------------------------------------------------------------- */
 
-/* The released[] slot of lock id (FNV-1a): ids sharing one only cost a spurious retry. */
+/* The changes[] slot of lock id (FNV-1a): ids sharing one only cost a spurious retry. */
 static unsigned s_slot(const char *id)
 {
     uint32_t h = 2166136261u;
@@ -89,21 +89,22 @@ static unsigned s_slot(const char *id)
 }
 
 /*
- * The commit hook.  Only a release can let a waiter in (a lease that ends
- * is the sync thread's: it wakes at retry_at), so only the waiters for a
- * lock released in this batch try again; observers hear of every change.
+ * The commit hook.  The waiters for a lock that changed in this batch try
+ * again: a release lets one in, a grant or refresh gives them a new lease
+ * end to wait for (a refresh can shorten it).  A lease that simply ends is
+ * the sync thread's (it wakes at retry_at).  Observers hear of every change.
  */
 void kv_sync_committed(void *arg, kv_op **ops, size_t n)
 {
     kv_sync *s = arg;
-    bool changed = false, released = false;
+    bool changed = false, touched = false;
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < n; i++) {
         const kv_op *op = ops[i];
         changed |= (op->kind == KV_OP_LOCK && op->rc == 0) || (op->kind == KV_OP_REAP && op->reaped > 0);
-        if (op->kind == KV_OP_LOCK && op->rc == 0 && op->lock.kind == KV_LOCK_RELEASE) {
-            s->released[s_slot(op->lock.id)]++;
-            released = true;
+        if (op->kind == KV_OP_LOCK && op->rc == 0) {
+            s->changes[s_slot(op->lock.id)]++;
+            touched = true;
         }
     }
     if (!changed) {
@@ -113,13 +114,13 @@ void kv_sync_committed(void *arg, kv_op **ops, size_t n)
     s->gen++;
     pthread_cond_broadcast(&s->cv);
     s_call *list = NULL;
-    for (s_call **cp = &s->parked; released && *cp;) {
+    for (s_call **cp = &s->parked; touched && *cp;) {
         s_call *c = *cp;
-        if (c->rel == s->released[s_slot(c->id)]) {
+        if (c->rel == s->changes[s_slot(c->id)]) {
             cp = &c->next;
             continue;
         }
-        *cp = c->next;   /* its lock was released: it tries again */
+        *cp = c->next;   /* its lock changed: it tries again */
         c->next = list;
         list = c;
     }
@@ -193,8 +194,8 @@ static void s_park(kv_sync *s, s_call *c, int64_t retry_at)
         s_fail(c, 503, "stored is stopping");
         return;
     }
-    if (s->released[s_slot(c->id)] != c->rel) {
-        /* Its lock was released since it was submitted: at once again. */
+    if (s->changes[s_slot(c->id)] != c->rel) {
+        /* Its lock changed since it was submitted: at once again. */
         pthread_mutex_unlock(&s->mu);
         s_submit(s, c);
         return;
@@ -238,7 +239,7 @@ static void s_done(kv_op *op, void *arg)
 static void s_submit(kv_sync *s, s_call *c)
 {
     pthread_mutex_lock(&s->mu);
-    c->rel = s->released[s_slot(c->id)];
+    c->rel = s->changes[s_slot(c->id)];
     pthread_mutex_unlock(&s->mu);
     if (kv_commit_submit(s->st->commit, &c->op, s_done, c) != 0)
         s_fail(c, 503, "stored is stopping");

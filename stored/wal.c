@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -23,6 +24,7 @@ struct kv_wal {
     int cur;                 /* the file appends go to */
     uint64_t off;            /* where the next record goes in it */
     uint64_t next;           /* LSN of the next record */
+    uint64_t epoch;          /* random, new each time a file is started from its beginning */
     unsigned char *buf;      /* header + payload of the record being built */
     size_t cap;
     int failed;              /* a write or flush failed: every append fails */
@@ -50,11 +52,11 @@ static uint64_t s_get64(const unsigned char *p)
     return (uint64_t)s_get32(p) | (uint64_t)s_get32(p + 4) << 32;
 }
 
-/* crc32 of lsn and length (the header's bytes 4..15) and the payload. */
+/* crc32 of length, lsn and epoch (the header's bytes 4..23) and the payload. */
 static uint32_t s_crc(const unsigned char *hdr, const unsigned char *payload, size_t len)
 {
     uLong c = crc32(0L, Z_NULL, 0);
-    c = crc32(c, hdr + 4, 12);
+    c = crc32(c, hdr + 4, 20);
     while (len) {
         uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
         c = crc32(c, payload, n);
@@ -173,7 +175,7 @@ typedef struct s_rec {
 static int s_scan(int fd, s_rec **recs, size_t *n, unsigned char **buf, size_t *cap)
 {
     size_t rcap = 0;
-    uint64_t off = 0, prev = 0;
+    uint64_t off = 0, prev = 0, epoch = 0;
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
@@ -183,10 +185,11 @@ static int s_scan(int fd, s_rec **recs, size_t *n, unsigned char **buf, size_t *
         if (rc)
             return rc < 0 ? rc : 0;
         uint32_t len = s_get32(h + 4);
-        uint64_t lsn = s_get64(h + 8);
+        uint64_t lsn = s_get64(h + 8), ep = s_get64(h + 16);
         if (s_get32(h) != S_MAGIC || len > KV_WAL_MAX_RECORD || lsn == 0 ||
-            (*n && lsn != prev + 1) || off + KV_WAL_HEADER + len > (uint64_t)st.st_size)
-            return 0;   /* not a record, or one cut short: the file's chain ends here */
+            (*n && (lsn != prev + 1 || ep != epoch)) ||
+            off + KV_WAL_HEADER + len > (uint64_t)st.st_size)
+            return 0;   /* not a record, one cut short, or an older cycle's: the chain ends */
         if (len > *cap) {
             unsigned char *p = realloc(*buf, len);
             if (!p)
@@ -196,7 +199,7 @@ static int s_scan(int fd, s_rec **recs, size_t *n, unsigned char **buf, size_t *
         }
         if ((rc = s_pread_all(fd, *buf, len, off + KV_WAL_HEADER)) != 0)
             return rc < 0 ? rc : 0;   /* cut short: a torn last record */
-        if (s_crc(h, *buf, len) != s_get32(h + 16))
+        if (s_crc(h, *buf, len) != s_get32(h + 24))
             return 0;
         if (*n == rcap) {
             rcap = rcap ? rcap * 2 : 256;
@@ -207,6 +210,7 @@ static int s_scan(int fd, s_rec **recs, size_t *n, unsigned char **buf, size_t *
         }
         (*recs)[(*n)++] = (s_rec){ lsn, off + KV_WAL_HEADER, len };
         prev = lsn;
+        epoch = ep;
         off += KV_WAL_HEADER + (uint64_t)len;
     }
 }
@@ -226,15 +230,23 @@ int kv_wal_replay(kv_wal *w, uint64_t after,
     for (int i = 0; i < 2; i++)
         while (at[i] < n[i] && recs[i][at[i]].lsn <= after)
             at[i]++;
+    /* The records in LSN order: checked whole first, so a gap hands nothing over. */
+    size_t start[2] = { at[0], at[1] };
+    for (uint64_t prev = after; !rc && (at[0] < n[0] || at[1] < n[1]);) {
+        int f = at[1] >= n[1] ? 0 : at[0] >= n[0] ? 1 : recs[0][at[0]].lsn < recs[1][at[1]].lsn ? 0 : 1;
+        s_rec *r = &recs[f][at[f]++];
+        if (r->lsn != prev + 1) {
+            snprintf(err, errlen, "write-ahead log wal.%d: record %llu follows %llu (records missing)",
+                     f, (unsigned long long)r->lsn, (unsigned long long)prev);
+            rc = -EIO;
+        }
+        prev = r->lsn;
+    }
+    at[0] = start[0];
+    at[1] = start[1];
     while (!rc && (at[0] < n[0] || at[1] < n[1])) {
         int f = at[1] >= n[1] ? 0 : at[0] >= n[0] ? 1 : recs[0][at[0]].lsn < recs[1][at[1]].lsn ? 0 : 1;
         s_rec *r = &recs[f][at[f]++];
-        if (r->lsn != *last + 1) {
-            snprintf(err, errlen, "write-ahead log wal.%d: record %llu follows %llu (records missing)",
-                     f, (unsigned long long)r->lsn, (unsigned long long)*last);
-            rc = -EIO;
-            break;
-        }
         if (r->len > cap) {
             unsigned char *p = realloc(buf, r->len);
             if (!p) {
@@ -264,11 +276,21 @@ int kv_wal_replay(kv_wal *w, uint64_t after,
 
 /* ---- appends ---------------------------------------------------------------------- */
 
+/* A new random epoch for the file appends now start from the beginning of. */
+static void s_new_epoch(kv_wal *w)
+{
+    uint64_t e = 0;
+    if (getrandom(&e, sizeof e, 0) != (ssize_t)sizeof e || e == w->epoch)
+        e = w->epoch * 6364136223846793005ull + (uint64_t)getpid() + 1442695040888963407ull;
+    w->epoch = e;
+}
+
 void kv_wal_start(kv_wal *w, uint64_t next)
 {
     w->cur = 0;
     w->off = 0;
     w->next = next;
+    s_new_epoch(w);
 }
 
 unsigned char *kv_wal_reserve(kv_wal *w, size_t len)
@@ -296,7 +318,8 @@ int kv_wal_append(kv_wal *w, size_t len, uint64_t *lsn)
     s_put32(h, S_MAGIC);
     s_put32(h + 4, (uint32_t)len);
     s_put64(h + 8, w->next);
-    s_put32(h + 16, s_crc(h, h + KV_WAL_HEADER, len));
+    s_put64(h + 16, w->epoch);
+    s_put32(h + 24, s_crc(h, h + KV_WAL_HEADER, len));
     int fd = w->fd[w->cur];
     int rc = s_pwrite_all(fd, h, KV_WAL_HEADER + len, w->off);
     while (!rc && fdatasync(fd) < 0)
@@ -320,12 +343,13 @@ void kv_wal_switch(kv_wal *w)
 {
     w->cur ^= 1;
     w->off = 0;
+    s_new_epoch(w);
 }
 
 /* ---- payloads --------------------------------------------------------------------- */
 
 #define S_CHANGE_HEADER 8
-#define S_MAX_KEY 511   /* LMDB's longest key */
+#define S_MAX_KEY KV_VIEW_MAX_KEY
 
 size_t kv_wal_change_size(const kv_change *c)
 {

@@ -7,16 +7,20 @@
  * only, never file metadata (Redis' `appendfsync always` flushes a growing
  * file).  A record is
  *
- *     u32 magic "SVCW" | u32 length | u64 lsn | u32 crc32 of lsn, length and
- *     payload | payload (length bytes)
+ *     u32 magic "SVCW" | u32 length | u64 lsn | u64 epoch | u32 crc32 of
+ *     length, lsn, epoch and payload | payload (length bytes)
  *
- * (little-endian).  LSNs grow by one per record.  Once the backend has put
+ * (little-endian).  LSNs grow by one per record.  The epoch is random and
+ * new each time a file is started from its beginning, and every record of
+ * one pass over a file carries the same: bytes an older pass left behind
+ * never continue a chain, even if they parse as a record (a value a client
+ * wrote could hold one).  Once the backend has put
  * the records of one file into its B-tree (a checkpoint, lmdb.c), the
  * writer switches files and overwrites the other from its start.
  *
- * Replay reads each file from its start while records are whole and their
- * LSNs follow each other: a torn record, zeros or an older cycle's record
- * ends the file.  Records are handed over in LSN order from the first
+ * Replay reads each file from its start while records are whole, their
+ * LSNs follow each other and their epoch is the first record's: a torn
+ * record, zeros or an older pass's record ends the file.  Records are handed over in LSN order from the first
  * after the checkpoint; a gap between them is an error.
  */
 #ifndef KV_WAL_H
@@ -28,7 +32,7 @@
 #include "overlay.h"
 
 #define KV_WAL_FILE_BYTES (8u << 20)   /* preallocated size of each file; a file may grow past it */
-#define KV_WAL_HEADER 20               /* bytes before a record's payload */
+#define KV_WAL_HEADER 28               /* bytes before a record's payload */
 #define KV_WAL_MAX_RECORD (1u << 30)   /* longest payload replay accepts */
 
 typedef struct kv_wal kv_wal;
@@ -44,7 +48,8 @@ int kv_wal_open(const char *dir, kv_wal **out, char *err, size_t errlen);
  * Calls fn for every record with an LSN after `after`, in order; fn
  * returns 0 to go on or a negative code that stops the replay.  *last is
  * the LSN of the last record handed over (after when none).  0, or a
- * negative code with a reason in err (a gap, an unreadable file, fn's code).
+ * negative code with a reason in err (an unreadable file, fn's code, or a
+ * gap: checked before any record is handed over).
  */
 int kv_wal_replay(kv_wal *w, uint64_t after,
                   int (*fn)(void *arg, uint64_t lsn, const unsigned char *payload, size_t len),
