@@ -855,6 +855,28 @@ def test_store_full_map_refuses_the_whole_txn_and_keeps_serving(p):
     check(unb64(st.ok("Store.Read", {"key": "small"})["records"][0]["value"]) == "v", "earlier record lost")
 
 
+def test_store_longest_names_and_key_with_a_ttl_survive_replay_and_checkpoint(p):
+    """The longest database, table and key, with a TTL (so an expiry-index key
+    too), are written, replayed after kill -9 and checkpointed at a clean stop."""
+    st = started(p)
+    scope = {"database": "d" * 64, "table": "t" * 64}
+    key = None
+    for n in range(420, 300, -1):   # the longest key stored takes (docs: 368)
+        code, r = st.call("Store.Write", dict(scope, record={"key": "k" * n, "value": b64("long")},
+                                              ttl_ms=3600000))
+        if code != 400:
+            check(code == 0, "a %d-byte key: %r" % (n, r))
+            key = "k" * n
+            break
+    check(key is not None, "no key length from 300 to 420 bytes was taken")
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        _restart(st, sig)
+        r = st.ok("Store.Read", dict(scope, key=key))
+        check(unb64(r["records"][0]["value"]) == "long", "after %s: %r" % (sig, r))
+    r = st.ok("Store.Write", dict(scope, record={"key": "after", "value": b64("ok")}))
+    check(int(r["revision"]) > 1, "writes after the restarts: %r" % r)
+
+
 def test_store_small_map_takes_what_fits_without_a_false_full(p):
     """A 4 MiB map and bursts of 100-put transactions from 4 threads: 600 KB of
     records fit, so none may be refused as "store is full" while checkpoints
