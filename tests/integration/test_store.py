@@ -489,6 +489,20 @@ def test_lock_has_at_most_one_holder_over_contended_rounds(p):
     check(code == 409 and "held" in e["detail"], "second lock without wait: %r" % e)
 
 
+def _lock_waiters(st, lock, n, ttl_ms, wait_ms):
+    """Starts n threads, each a Sync.Lock of lock waiting up to wait_ms; got[i] is
+    thread i's (code, answer) once it has one."""
+    got = [None] * n
+
+    def waiter(i):
+        got[i] = call(st.address, "Sync.Lock", {"id": lock, "ttl_ms": ttl_ms, "wait_ms": wait_ms,
+                                                "owner": "w%d" % i}, wait_ms + 5000)
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return got, threads
+
+
 def test_lock_waiters_hold_no_worker_and_each_gets_the_lock_in_turn(p):
     """More waiting Sync.Lock calls than stored has workers (1): another lock is
     granted at once while they wait, and as each holder's lease runs out the
@@ -496,14 +510,7 @@ def test_lock_waiters_hold_no_worker_and_each_gets_the_lock_in_turn(p):
     st = started(p, "--workers", "1")
     n = 8 if harness.SANITIZED else 20
     first = st.ok("Sync.Lock", {"id": "busy", "ttl_ms": 2000, "owner": "first"})
-    got = [None] * n
-
-    def waiter(i):
-        got[i] = call(st.address, "Sync.Lock", {"id": "busy", "ttl_ms": 100, "wait_ms": 15000,
-                                                "owner": "w%d" % i}, 20000)
-    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
+    got, threads = _lock_waiters(st, "busy", n, 100, 15000)
     time.sleep(0.5)   # the waiters are in stored, waiting for "first"'s 2 s lease to end
     t0 = time.monotonic()
     other = st.ok("Sync.Lock", {"id": "free", "ttl_ms": 10000, "owner": "other"})
@@ -527,14 +534,7 @@ def test_lock_waiters_are_woken_by_their_own_lock_only(p):
     st = started(p)
     n = 20
     holder = st.ok("Sync.Lock", {"id": "A", "ttl_ms": 30000, "owner": "holder"})
-    got = [None] * n
-
-    def waiter(i):
-        got[i] = call(st.address, "Sync.Lock", {"id": "A", "ttl_ms": 30000, "wait_ms": 20000,
-                                                "owner": "w%d" % i}, 25000)
-    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
+    got, threads = _lock_waiters(st, "A", n, 30000, 20000)
     time.sleep(0.5)   # all parked
     before = int(st.ok("Store.Stats", {})["ops"])
     rounds = 100
