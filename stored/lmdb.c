@@ -203,6 +203,7 @@ static int s_apply_some(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
     int64_t rev0 = l->rev;
     bool room = false;
     int rc = atomic_load(&l->failed);
+    bool known = rc != 0;   /* logged when it happened */
     if (!rc) {
         pthread_rwlock_rdlock(&l->mu);
         rc = s_work_out(l, ops, n, used, &room);
@@ -212,7 +213,8 @@ static int s_apply_some(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
     if (!rc && kv_layer_count(l->batch))
         rc = s_log_batch(l, &lsn);
     if (rc) {
-        svc_error_log("store commit failed\terror=%s", svc_strerror(rc));
+        if (!known)
+            svc_error_log("store commit failed\terror=%s", svc_strerror(rc));
         if (rc == -EIO)
             atomic_store(&l->failed, rc);
         kv_layer_clear(l->batch);
@@ -233,7 +235,16 @@ static int s_apply_some(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
     s_maybe_freeze(l, room);
     /* Writes outrun the checkpoints, or the next op needs the room one makes: wait for it. */
     bool wait = l->frozen && (room || kv_layer_bytes(l->active) > S_MAX_PENDING);
+    /* No memory for a fresh layer: no checkpoint to wait for.  (Nothing pending: just go on.) */
+    bool stuck = room && !l->frozen && kv_layer_count(l->active);
     pthread_rwlock_unlock(&l->mu);
+    if (stuck) {
+        for (size_t i = *used; i < n; i++) {
+            ops[i]->rc = -ENOMEM;
+            kv_layout_reset(ops[i]);
+        }
+        *used = n;
+    }
     if (wait) {
         pthread_mutex_lock(&l->ck_mu);
         while (l->ck_busy && !atomic_load(&l->failed))
