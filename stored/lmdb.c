@@ -73,10 +73,9 @@ typedef struct s_lmdb {
     atomic_ullong checkpoints;  /* done since open */
     pthread_t ck;       /* the checkpoint thread */
     bool ck_started;
-    pthread_mutex_t ck_mu;  /* guards the four below */
+    pthread_mutex_t ck_mu;  /* guards the three below */
     pthread_cond_t ck_cv;   /* checkpoint thread: frozen or stop; writer: frozen dropped */
-    bool ck_pending;    /* frozen waits for its checkpoint */
-    bool ck_busy;       /* frozen is set (pending, or written and not yet dropped) */
+    bool ck_pending;    /* frozen is set: being written into LMDB, not yet dropped */
     uint64_t ck_lsn;    /* its last LSN */
     bool ck_stop;
 } s_lmdb;
@@ -191,7 +190,7 @@ static void s_maybe_freeze(s_lmdb *l, bool now)
     l->active = fresh;
     kv_wal_switch(l->wal);
     pthread_mutex_lock(&l->ck_mu);
-    l->ck_pending = l->ck_busy = true;
+    l->ck_pending = true;
     l->ck_lsn = l->active_lsn;
     pthread_cond_signal(&l->ck_cv);
     pthread_mutex_unlock(&l->ck_mu);
@@ -247,7 +246,7 @@ static int s_apply_some(s_lmdb *l, kv_op **ops, size_t n, size_t *used)
     }
     if (wait) {
         pthread_mutex_lock(&l->ck_mu);
-        while (l->ck_busy && !atomic_load(&l->failed))
+        while (l->ck_pending && !atomic_load(&l->failed))
             pthread_cond_wait(&l->ck_cv, &l->ck_mu);
         pthread_mutex_unlock(&l->ck_mu);
     }
@@ -483,7 +482,7 @@ static void *s_checkpointer(void *arg)
         kv_layer *done = l->frozen;
         l->frozen = NULL;
         pthread_mutex_lock(&l->ck_mu);
-        l->ck_pending = l->ck_busy = false;
+        l->ck_pending = false;
         pthread_cond_broadcast(&l->ck_cv);
         pthread_mutex_unlock(&l->ck_mu);
         pthread_rwlock_unlock(&l->mu);
