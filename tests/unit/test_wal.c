@@ -57,6 +57,15 @@ static bool s_log_open(s_log *g)
     return rc == 0;
 }
 
+/* Opens a log in a temp dir into g, or fails the test and returns. */
+#define S_LOG_OPEN(g)                                      \
+    do {                                                   \
+        if (!s_log_open(&(g))) {                           \
+            CHECK(!"cannot open a log in a temp dir");     \
+            return;                                        \
+        }                                                  \
+    } while (0)
+
 /* Closes the log and opens it again, as a restart would. */
 static bool s_log_reopen(s_log *g)
 {
@@ -159,10 +168,7 @@ static void s_expect(s_log *g, uint64_t after, size_t from, size_t to)
 TEST(replay_returns_what_was_appended)
 {
     s_log g;
-    if (!s_log_open(&g)) {
-        CHECK(!"cannot open a log in a temp dir");
-        return;
-    }
+    S_LOG_OPEN(g);
     struct stat st;
     CHECK(stat(s_path(&g, 0), &st) == 0 && st.st_size == KV_WAL_FILE_BYTES);
     CHECK(stat(s_path(&g, 1), &st) == 0 && st.st_size == KV_WAL_FILE_BYTES);
@@ -195,10 +201,7 @@ TEST(replay_returns_what_was_appended)
 TEST(start_after_replay)
 {
     s_log g;
-    if (!s_log_open(&g)) {
-        CHECK(!"cannot open a log in a temp dir");
-        return;
-    }
+    S_LOG_OPEN(g);
     kv_wal_start(g.w, 41);
     s_append(&g, 0, 3, 0);
     CHECK_INT(g.recs[0].lsn, 41);
@@ -219,10 +222,7 @@ TEST(torn_last_record)
 {
     for (int how = 0; how < 3; how++) {
         s_log g;
-        if (!s_log_open(&g)) {
-            CHECK(!"cannot open a log in a temp dir");
-            return;
-        }
+        S_LOG_OPEN(g);
         kv_wal_start(g.w, 1);
         s_append(&g, 0, 5, 0);
         s_append(&g, 0, 1, 2);   /* the torn one needs a payload to tear */
@@ -255,10 +255,7 @@ TEST(torn_last_record)
 TEST(replay_across_both_files)
 {
     s_log g;
-    if (!s_log_open(&g)) {
-        CHECK(!"cannot open a log in a temp dir");
-        return;
-    }
+    S_LOG_OPEN(g);
     kv_wal_start(g.w, 1);
     s_append(&g, 0, 5, 0);                  /* 1..5 in wal.0 */
     kv_wal_switch(g.w);
@@ -292,10 +289,7 @@ TEST(replay_across_both_files)
 TEST(older_cycle_ends_a_file)
 {
     s_log g;
-    if (!s_log_open(&g)) {
-        CHECK(!"cannot open a log in a temp dir");
-        return;
-    }
+    S_LOG_OPEN(g);
     kv_wal_start(g.w, 1);
     s_append(&g, 0, 5, S_MAXLEN);   /* 1..5 in wal.0, all of one length */
     kv_wal_switch(g.w);
@@ -319,10 +313,7 @@ TEST(older_cycle_ends_a_file)
 TEST(older_pass_with_the_next_lsn_ends_a_file)
 {
     s_log g;
-    if (!s_log_open(&g)) {
-        CHECK(!"cannot open a log in a temp dir");
-        return;
-    }
+    S_LOG_OPEN(g);
     kv_wal_start(g.w, 2);
     s_append(&g, 0, 4, S_MAXLEN);   /* first pass: 2..5, all of one length */
     kv_wal_start(g.w, 2);
@@ -337,10 +328,7 @@ TEST(older_pass_with_the_next_lsn_ends_a_file)
 TEST(gap_is_an_error)
 {
     s_log g;
-    if (!s_log_open(&g)) {
-        CHECK(!"cannot open a log in a temp dir");
-        return;
-    }
+    S_LOG_OPEN(g);
     kv_wal_start(g.w, 1);
     s_append(&g, 0, 3, 0);     /* 1..3 in wal.0 */
     kv_wal_switch(g.w);
